@@ -1,0 +1,156 @@
+//! The integration-test harness. Every test runs against the real local control plane
+//! (`hack/cluster up`), in a namespace of its own that is removed afterwards, and
+//! waits on conditions with a deadline, never on fixed sleeps.
+
+use std::{fmt::Debug, future::Future, path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, bail};
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::{
+    Api, Client, Config, Resource, ResourceExt,
+    api::{DeleteParams, ObjectMeta, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use serde::de::DeserializeOwned;
+
+/// How long a test waits for the cluster to reach a state before it fails.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The kubeconfig of the local plane: `KUBECONFIG`, else `.cluster/kubeconfig`.
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var_os("KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cluster/kubeconfig"))
+}
+
+pub async fn client() -> anyhow::Result<Client> {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .with_context(|| format!("reading {} (is the local plane up? run `hack/cluster up`)", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// One test's namespace and client.
+#[derive(Clone)]
+pub struct TestNs {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNs {
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        self.api()
+    }
+
+    /// Creates `obj` (YAML) in this namespace.
+    pub async fn create<K>(&self, yaml: &str) -> anyhow::Result<K>
+    where
+        K: Resource<Scope = kube::core::NamespaceResourceScope> + Clone + DeserializeOwned + serde::Serialize + Debug,
+        K::DynamicType: Default,
+    {
+        let obj: K = serde_saphyr::from_str(yaml).context("parsing the test's YAML")?;
+        Ok(self.api::<K>().create(&PostParams::default(), &obj).await?)
+    }
+}
+
+/// Runs `body` in a fresh namespace named after the test, and deletes the namespace
+/// afterwards whether the body passed, failed or panicked.
+pub async fn in_namespace<F, Fut>(test: &str, body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(TestNs) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let client = client().await?;
+    let suffix: String = format!("{:x}", rand_u32());
+    let name = format!("{}-{suffix}", test.replace('_', "-").chars().take(50).collect::<String>());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
+    namespaces.create(&PostParams::default(), &ns).await.context("creating the test namespace")?;
+    let result = std::panic::AssertUnwindSafe(body(TestNs { client, name: name.clone() })).catch_unwind().await;
+    let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+    match result {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) as u32
+}
+
+/// Waits until the object `name` satisfies `cond` (given `None` while it is absent),
+/// for at most `timeout`. On failure the error says what it waited for and shows the
+/// object as last seen.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    cond: impl Fn(Option<&K>) -> bool,
+) -> anyhow::Result<Option<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + serde::Serialize,
+{
+    wait_until(&format!("{name}: {what}"), timeout, || async {
+        let obj = api.get_opt(name).await?;
+        if cond(obj.as_ref()) {
+            return Ok(obj);
+        }
+        let shown = match &obj {
+            Some(o) => serde_saphyr::to_string(o).unwrap_or_default(),
+            None => "(absent)".into(),
+        };
+        bail!("not yet; the object as last seen:\n{shown}")
+    })
+    .await
+}
+
+/// Calls `check` until it returns Ok, backing off up to half a second between calls,
+/// for at most `timeout`; the error carries the last complaint `check` made.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                bail!("timed out after {timeout:?} waiting for {what}; last: {e:#}")
+            }
+            Err(_) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn pod_phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
+}
+
+/// A short description of a pod, for failure messages.
+pub fn describe(pod: &Pod) -> String {
+    format!("{} phase={} ready={}", pod.name_any(), pod_phase(pod), pod_ready(pod))
+}
