@@ -1,1 +1,15 @@
+//! The petset controller. `controller` wires the watches; `reconcile` is one sync
+//! (observe -> plan -> act -> status), with `plan` the pure heart; `identity`,
+//! `revision` and `health` are the small pure helpers `plan` uses.
 
+pub mod controller;
+mod error;
+pub mod health;
+pub mod identity;
+pub mod metrics;
+pub mod reconcile;
+pub mod revision;
+#[cfg(test)]
+mod testing;
+
+pub use error::Error;

@@ -1,0 +1,169 @@
+//! Wiring: the watches, the shared Context, and the error policy.
+//!
+//! PetSets are watched, and so are Pods carrying the `statefulset.kubernetes.io/pod-name`
+//! label and all PersistentVolumeClaims, each into a cache the syncs read from. A pod or
+//! claim event wakes the PetSet that owns it, or, for an orphan, every PetSet of its
+//! namespace whose selector matches it (it may be adopted).
+
+use std::{sync::Arc, time::Duration};
+
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    core::{Selector, SelectorExt},
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::{self, Action},
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use petset_crd::PetSet;
+use tokio::sync::watch;
+
+use crate::{Error, identity, metrics::Metrics, reconcile};
+
+/// What every sync shares.
+pub struct Context {
+    pub client: Client,
+    pub sets: Store<PetSet>,
+    pub pods: Store<Pod>,
+    pub claims: Store<PersistentVolumeClaim>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// Publishes an event on the PetSet; a failure to publish is logged, never fatal.
+    pub async fn event(&self, set: &PetSet, type_: EventType, reason: &str, action: &str, note: String) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&event, &set.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish an event");
+        }
+    }
+}
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// PetSets synced at once.
+    pub concurrency: u16,
+    /// Name under which events are reported.
+    pub instance: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { namespaces: Vec::new(), concurrency: 8, instance: None }
+    }
+}
+
+/// Runs the controller until `shutdown` fires. `ready` is set once every cache has
+/// its first full list.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: watch::Sender<bool>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (pods, pod_writer) = reflector::store();
+    let (claims, claim_writer) = reflector::store();
+    let (sets, set_writer) = reflector::store();
+    let pod_events = reflector::reflector(
+        pod_writer,
+        watch_all::<Pod>(&client, &settings.namespaces, watcher::Config::default().labels(identity::POD_NAME_LABEL)),
+    )
+    .touched_objects();
+    let claim_events = reflector::reflector(
+        claim_writer,
+        watch_all::<PersistentVolumeClaim>(&client, &settings.namespaces, watcher::Config::default()),
+    )
+    .touched_objects();
+    let set_events = reflector::reflector(
+        set_writer,
+        watch_all::<PetSet>(&client, &settings.namespaces, watcher::Config::default().any_semantic()),
+    )
+    .touched_objects();
+
+    let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        sets: sets.clone(),
+        pods: pods.clone(),
+        claims: claims.clone(),
+        recorder: Recorder::new(client, reporter),
+        metrics,
+    });
+
+    {
+        let (pods, claims, sets) = (pods.clone(), claims.clone(), sets.clone());
+        tokio::spawn(async move {
+            let synced = tokio::join!(pods.wait_until_ready(), claims.wait_until_ready(), sets.wait_until_ready());
+            if let (Ok(()), Ok(()), Ok(())) = synced {
+                let _ = ready.send(true);
+            }
+        });
+    }
+
+    let for_pod = owners_of(sets.clone());
+    let for_claim = owners_of(sets.clone());
+    let config = controller::Config::default().concurrency(settings.concurrency);
+    Controller::for_stream(set_events.map(|r| r.map_err(Into::into)), sets)
+        .with_config(config)
+        .watches_stream(pod_events, move |pod: Pod| for_pod(&pod))
+        .watches_stream(claim_events, move |claim: PersistentVolumeClaim| for_claim(&claim))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// A watch over all namespaces, or the merged watches of the listed ones.
+fn watch_all<K>(
+    client: &Client,
+    namespaces: &[String],
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default,
+{
+    let apis: Vec<Api<K>> = if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+    };
+    stream::select_all(apis.into_iter().map(|api| watcher(api, config.clone()).default_backoff().boxed()))
+}
+
+/// Maps a pod or claim to the PetSets it concerns: its controller if that is a PetSet,
+/// else (an orphan) every PetSet of its namespace whose selector matches its labels.
+fn owners_of<K: Resource>(sets: Store<PetSet>) -> impl Fn(&K) -> Vec<ObjectRef<PetSet>> {
+    move |obj: &K| {
+        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        if let Some(owner) = obj.owner_references().iter().find(|r| r.controller == Some(true)) {
+            return if owner.kind == "PetSet" && owner.api_version.starts_with("petset.dev/") {
+                vec![ObjectRef::new(&owner.name).within(&ns)]
+            } else {
+                Vec::new()
+            };
+        }
+        sets.state()
+            .iter()
+            .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+            .filter(|s| Selector::try_from(s.spec.selector.clone()).is_ok_and(|sel| sel.matches(obj.labels())))
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect()
+    }
+}
+
+fn error_policy(set: Arc<PetSet>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failures.get_or_create(&crate::metrics::FailureLabels { reason: error.metric_label() }).inc();
+    tracing::warn!(petset = %set.name_any(), namespace = ?set.namespace(), %error, "sync failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,51 @@
+use thiserror::Error;
+
+/// Everything a sync can fail with. Each variant says what was being done.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{verb} {kind} {name}: {source}")]
+    Write {
+        verb: &'static str,
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("reading from the API server: {0}")]
+    Read(#[from] kube::Error),
+
+    #[error("writing the status of PetSet {name}: {source}")]
+    Status {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    pub fn write(verb: &'static str, kind: &'static str, name: &str, source: kube::Error) -> Self {
+        Error::Write { verb, kind, name: name.to_string(), source }
+    }
+
+    /// The API server refused the write because of what the spec renders (invalid
+    /// object, admission, quota): retrying soon will not help, a person must act.
+    pub fn rejection(&self) -> Option<&kube::core::Status> {
+        match self {
+            Error::Write { source: kube::Error::Api(status), .. } if matches!(status.code, 400 | 403 | 422) => {
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// A short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Write { .. } if self.rejection().is_some() => "rejected",
+            Error::Write { .. } => "write",
+            Error::Read(_) => "read",
+            Error::Status { .. } => "status",
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Prometheus metrics, served on the admin address at /metrics.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    pub verb: &'static str,
+    pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    pub reconciles: Counter,
+    pub reconcile_failures: Family<FailureLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub pods_created: Counter,
+    pub pods_deleted: Counter,
+    pub claims_created: Counter,
+    pub api_writes: Family<WriteLabels, Counter>,
+    pub petsets: Gauge,
+    pub leader: Gauge,
+    pub registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("petset");
+        let m = Metrics {
+            reconciles: Counter::default(),
+            reconcile_failures: Family::default(),
+            reconcile_duration: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            pods_created: Counter::default(),
+            pods_deleted: Counter::default(),
+            claims_created: Counter::default(),
+            api_writes: Family::default(),
+            petsets: Gauge::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("reconciles", "PetSet syncs run", m.reconciles.clone());
+        registry.register("reconcile_failures", "PetSet syncs that failed, by reason", m.reconcile_failures.clone());
+        registry.register("reconcile_duration_seconds", "Time one PetSet sync took", m.reconcile_duration.clone());
+        registry.register("pods_created", "Pods created", m.pods_created.clone());
+        registry.register("pods_deleted", "Pods deleted", m.pods_deleted.clone());
+        registry.register("claims_created", "PersistentVolumeClaims created", m.claims_created.clone());
+        registry.register("api_write_requests", "API write requests sent, by verb and resource", m.api_writes.clone());
+        registry.register("managed_petsets", "PetSets this operator manages", m.petsets.clone());
+        registry.register("leader", "1 while this replica is the elected leader and reconciles", m.leader.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn write(&self, verb: &'static str, resource: &'static str) {
+        self.api_writes.get_or_create(&WriteLabels { verb, resource }).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        out
+    }
+}

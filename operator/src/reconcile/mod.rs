@@ -1,0 +1,146 @@
+//! One sync of one PetSet: observe -> plan -> act -> status.
+
+pub mod act;
+pub mod plan;
+pub mod status;
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    core::Selector,
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef},
+};
+use petset_crd::{PetSet, PetSetStatus};
+use serde_json::json;
+use tracing::{Instrument, info_span};
+
+use crate::{Error, controller::Context, identity, revision};
+use plan::{Observed, Revisions};
+use status::Rejection;
+
+/// How often a PetSet is synced when nothing happens, as a safety net.
+const RESYNC: Duration = Duration::from_secs(300);
+/// How soon a sync the API server refused is tried again.
+const AFTER_REJECTION: Duration = Duration::from_secs(30);
+
+pub async fn reconcile(set: Arc<PetSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = info_span!(
+        "reconcile",
+        namespace = set.namespace().unwrap_or_default(),
+        petset = set.name_any(),
+        generation = set.metadata.generation.unwrap_or_default(),
+        result = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let result = sync(&set, &ctx).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    ctx.metrics.reconciles.inc();
+    ctx.metrics.reconcile_duration.observe(elapsed.as_secs_f64());
+    ctx.metrics.petsets.set(ctx.sets.state().len() as i64);
+    span.record("result", if result.is_ok() { "ok" } else { "error" });
+    span.record("duration_ms", elapsed.as_millis() as u64);
+    span.in_scope(|| tracing::debug!("sync done"));
+    result
+}
+
+async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let selector = match Selector::try_from(set.spec.selector.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let rejection = Rejection { reason: "InvalidSelector".into(), message: format!("spec.selector: {e}") };
+            ctx.event(set, EventType::Warning, "InvalidSelector", "Sync", rejection.message.clone()).await;
+            let mut status = set.status.clone().unwrap_or_default();
+            status.observed_generation = set.metadata.generation;
+            status::set_condition(&mut status, status::REPLICA_FAILURE, "True", &rejection.reason, &rejection.message, now);
+            write_status(set, status, ctx).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let revisions = revisions(set);
+    let observed = observe(set, ctx, now);
+    let plan = plan::plan(set, &selector, &revisions, &observed);
+    if let Some(why) = &plan.waiting {
+        tracing::debug!(waiting = why.as_str());
+    }
+    for warning in &plan.warnings {
+        ctx.event(set, EventType::Warning, "ClaimOwnedElsewhere", "Sync", warning.clone()).await;
+    }
+
+    let outcome = act::execute(set, &plan, ctx).await;
+    let rejection = outcome.as_ref().err().and_then(Error::rejection).map(|s| Rejection {
+        reason: "FailedCreate".into(),
+        message: outcome.as_ref().err().map(ToString::to_string).unwrap_or_else(|| s.message.clone()),
+    });
+
+    let members = plan::members(set, &selector, &observed.pods);
+    let status = status::compute(set, &members, &revisions, &selector, rejection.as_ref(), now);
+    write_status(set, status, ctx).await?;
+
+    match outcome {
+        Err(e) if rejection.is_some() => {
+            tracing::warn!(error = %e, "the API server refused what the spec renders");
+            Ok(Action::requeue(AFTER_REJECTION))
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(Action::requeue(plan.requeue_after.map_or(RESYNC, |d| d.min(RESYNC)))),
+    }
+}
+
+/// The revision the template asks for, and the one the pods started from.
+fn revisions(set: &PetSet) -> Revisions {
+    let collisions = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+    let update = revision::revision_name(&set.name_any(), &set.spec.template, collisions);
+    let current = set.status.as_ref().and_then(|s| s.current_revision.clone()).unwrap_or_else(|| update.clone());
+    Revisions { current, update }
+}
+
+/// Reads what the set needs from the caches: the pods of its namespace that it owns or
+/// that are orphans, and its members' claims.
+fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
+    let ns = set.namespace().unwrap_or_default();
+    let set_name = set.name_any();
+    let set_uid = set.uid();
+    let pods: Vec<_> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|p| {
+            let controller = p.owner_references().iter().find(|r| r.controller == Some(true));
+            controller.map_or(true, |r| Some(&r.uid) == set_uid.as_ref())
+        })
+        .map(|p| p.as_ref().clone())
+        .collect();
+    let start = set.spec.start_ordinal();
+    let ordinals = (start..start.saturating_add(set.spec.replicas()))
+        .chain(pods.iter().filter_map(|p| identity::ordinal_of(&set_name, &p.name_any())));
+    let mut claims = std::collections::BTreeMap::new();
+    for ordinal in ordinals {
+        for template in &set.spec.volume_claim_templates {
+            let name = identity::claim_name(&template.name_any(), &set_name, ordinal);
+            if let Some(claim) = ctx.claims.get(&ObjectRef::new(&name).within(&ns)) {
+                claims.insert(name, claim.as_ref().clone());
+            }
+        }
+    }
+    Observed { pods, claims, now }
+}
+
+async fn write_status(set: &PetSet, status: PetSetStatus, ctx: &Context) -> Result<(), Error> {
+    if set.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let name = set.name_any();
+    let api: Api<PetSet> = Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
+    let patch = json!({ "status": status });
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Status { name, source })?;
+    ctx.metrics.write("patch", "petsets/status");
+    Ok(())
+}

@@ -1,0 +1,495 @@
+//! The heart of petset: from what the PetSet asks for and what the cluster holds, the
+//! next actions. Pure and deterministic: no clock but `Observed::now`, no I/O. It holds
+//! the rules of upstream's StatefulSet sync (claiming pods, creating missing members
+//! with their claims, replacing finished pods, ordered or parallel scaling, the claim
+//! retention policy, the rolling update), so they can be tested without a server.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::{ResourceExt, core::Selector, core::SelectorExt};
+use petset_crd::{PetSet, PodManagementPolicy, RetentionPolicyType, UpdateStrategyType};
+
+use crate::health::{
+    is_finished, is_healthy, is_pending, is_running_and_ready, is_terminating, until_available,
+};
+use crate::identity::{self, REVISION_LABEL};
+
+/// What the cluster holds for one PetSet.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Pods of the namespace that this set owns or could adopt.
+    pub pods: Vec<Pod>,
+    /// Claims of the namespace, by name.
+    pub claims: BTreeMap<String, PersistentVolumeClaim>,
+    pub now: Timestamp,
+}
+
+/// The revision pods start from and the one the template now asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revisions {
+    pub current: String,
+    pub update: String,
+}
+
+/// One API write. Each carries what `act` needs, and nothing it must look up.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Take an orphan pod that matches the selector and has a member's name.
+    AdoptPod { name: String, uid: String },
+    /// Let go of an owned pod whose labels no longer match the selector.
+    ReleasePod { name: String, uid: String },
+    CreateClaim { claim: PersistentVolumeClaim, pod: String },
+    CreatePod { pod: Pod },
+    DeletePod { name: String, uid: String, reason: DeleteReason },
+    /// Rewrite drifted identity labels.
+    FixPodIdentity { pod: Pod },
+    /// Set a claim's owner references as the retention policy wants them.
+    SetClaimOwners { name: String, pod: String, owners: Vec<OwnerReference> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// Phase Failed: upstream's RecreatingFailedPod.
+    Failed,
+    /// Phase Succeeded: a pod of a PetSet must not stop.
+    Succeeded,
+    /// Out of range after a scale-down or a change of ordinals.start.
+    ScaleDown,
+    /// At an old revision during a rolling update.
+    Update,
+}
+
+/// Actions for one member, run in order (its claims before its pod).
+pub type Step = Vec<Action>;
+
+/// What one sync should do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Run one batch after the other; the steps of a batch run concurrently; a batch
+    /// with a failure stops the ones after it.
+    pub batches: Vec<Vec<Step>>,
+    /// Why the sync stopped short, when it did (shown in logs and events).
+    pub waiting: Option<String>,
+    /// Things a person should know that stop nothing (Warning events).
+    pub warnings: Vec<String>,
+    /// Sync again after this long even if nothing changes (minReadySeconds).
+    pub requeue_after: Option<Duration>,
+}
+
+/// The set's member pods after claiming: owned (or being adopted) pods with a member's
+/// name. Status is computed from these.
+pub fn members<'a>(set: &PetSet, selector: &Selector, pods: &'a [Pod]) -> Vec<&'a Pod> {
+    pods.iter().filter(|p| matches!(claim(set, selector, p), Claim::Owned | Claim::Adopt)).collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    Owned,
+    Adopt,
+    Release,
+    Ignore,
+}
+
+fn claim(set: &PetSet, selector: &Selector, pod: &Pod) -> Claim {
+    let set_uid = set.uid();
+    let controller = pod.owner_references().iter().find(|r| r.controller == Some(true));
+    let member = identity::ordinal_of(&set.name_any(), &pod.name_any()).is_some();
+    let matches = selector.matches(pod.labels());
+    match controller {
+        Some(r) if Some(&r.uid) == set_uid.as_ref() => {
+            if matches && member { Claim::Owned } else { Claim::Release }
+        }
+        Some(_) => Claim::Ignore,
+        None if matches && member && !is_terminating(pod) && set.metadata.deletion_timestamp.is_none() => Claim::Adopt,
+        None => Claim::Ignore,
+    }
+}
+
+/// Plans one sync of `set`.
+pub fn plan(set: &PetSet, selector: &Selector, revisions: &Revisions, observed: &Observed) -> Plan {
+    let mut planner = Planner::new(set, revisions, observed);
+
+    let mut claiming = Vec::new();
+    for pod in &observed.pods {
+        let (name, uid) = (pod.name_any(), pod.uid().unwrap_or_default());
+        match claim(set, selector, pod) {
+            Claim::Adopt => claiming.push(vec![Action::AdoptPod { name, uid }]),
+            Claim::Release => claiming.push(vec![Action::ReleasePod { name, uid }]),
+            Claim::Owned | Claim::Ignore => {}
+        }
+    }
+    planner.push_batch(claiming);
+
+    // A set being deleted only has its status updated; the garbage collector removes
+    // the pods.
+    if set.metadata.deletion_timestamp.is_some() {
+        return planner.finish();
+    }
+
+    let members = members(set, selector, &observed.pods);
+    planner.index(&members);
+    if planner.scale().is_continue() {
+        planner.update();
+    }
+    planner.finish()
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Flow {
+    fn is_continue(&self) -> bool {
+        matches!(self, Flow::Continue)
+    }
+}
+
+struct Planner<'a> {
+    set: &'a PetSet,
+    set_name: String,
+    revisions: &'a Revisions,
+    observed: &'a Observed,
+    ordered: bool,
+    start: i32,
+    end: i32,
+    min_ready: i32,
+    in_range: BTreeMap<i32, &'a Pod>,
+    /// Out-of-range members, highest ordinal first.
+    condemned: Vec<(i32, &'a Pod)>,
+    plan: Plan,
+}
+
+impl<'a> Planner<'a> {
+    fn new(set: &'a PetSet, revisions: &'a Revisions, observed: &'a Observed) -> Self {
+        let start = set.spec.start_ordinal();
+        Planner {
+            set,
+            set_name: set.name_any(),
+            revisions,
+            observed,
+            ordered: set.spec.pod_management_policy() == PodManagementPolicy::OrderedReady,
+            start,
+            end: start.saturating_add(set.spec.replicas()),
+            min_ready: set.spec.min_ready_seconds(),
+            in_range: BTreeMap::new(),
+            condemned: Vec::new(),
+            plan: Plan::default(),
+        }
+    }
+
+    fn index(&mut self, members: &[&'a Pod]) {
+        for pod in members {
+            let Some(ordinal) = identity::ordinal_of(&self.set_name, &pod.name_any()) else { continue };
+            if (self.start..self.end).contains(&ordinal) {
+                self.in_range.insert(ordinal, pod);
+            } else {
+                self.condemned.push((ordinal, pod));
+            }
+        }
+        self.condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    }
+
+    fn push_batch(&mut self, steps: Vec<Step>) {
+        let steps: Vec<Step> = steps.into_iter().filter(|s| !s.is_empty()).collect();
+        if !steps.is_empty() {
+            self.plan.batches.push(steps);
+        }
+    }
+
+    /// Steps that may run concurrently, in slow-start batches of 1, 2, 4, ... so a
+    /// systematic failure (quota, admission) costs a few requests, not hundreds.
+    fn push_slow_start(&mut self, steps: Vec<Step>) {
+        let mut steps = steps.into_iter().filter(|s| !s.is_empty()).peekable();
+        let mut size = 1;
+        while steps.peek().is_some() {
+            self.push_batch(steps.by_ref().take(size).collect());
+            size *= 2;
+        }
+    }
+
+    fn wait(&mut self, why: String) -> Flow {
+        self.plan.waiting.get_or_insert(why);
+        Flow::Stop
+    }
+
+    fn requeue(&mut self, after: Duration) {
+        let next = self.plan.requeue_after.map_or(after, |d| d.min(after));
+        self.plan.requeue_after = Some(next);
+    }
+
+    fn finish(mut self) -> Plan {
+        // Availability changes with time alone: come back when the next pod becomes
+        // Available so availableReplicas is written on time.
+        let now = self.observed.now;
+        let pending: Vec<Duration> = self
+            .in_range
+            .values()
+            .chain(self.condemned.iter().map(|(_, p)| p))
+            .filter_map(|p| until_available(p, self.min_ready, now))
+            .filter(|d| !d.is_zero())
+            .collect();
+        if let Some(d) = pending.into_iter().min() {
+            self.requeue(d);
+        }
+        self.plan
+    }
+
+    /// The revision a new pod for `ordinal` gets: ordinals under the partition keep
+    /// the current revision.
+    fn revision_for(&self, ordinal: i32) -> &str {
+        let rolling = self.set.spec.update_strategy_type() == UpdateStrategyType::RollingUpdate;
+        if rolling && ordinal < self.start.saturating_add(self.set.spec.partition()) {
+            &self.revisions.current
+        } else {
+            &self.revisions.update
+        }
+    }
+
+    /// The lowest unhealthy in-range ordinal (a missing pod counts), else the lowest
+    /// unhealthy condemned one: the one pod OrderedReady may delete while unhealthy.
+    fn first_unhealthy(&self) -> Option<i32> {
+        (self.start..self.end)
+            .find(|o| self.in_range.get(o).is_none_or(|p| !is_healthy(p)))
+            .or_else(|| self.condemned.iter().rev().find(|(_, p)| !is_healthy(p)).map(|(o, _)| *o))
+    }
+
+    /// Creates, repairs and removes members until the set has the right pods
+    /// (upstream's sync steps 3 to 6).
+    fn scale(&mut self) -> Flow {
+        let first_unhealthy = self.first_unhealthy();
+        let mut steps = Vec::new();
+        for ordinal in self.start..self.end {
+            let mut step = Vec::new();
+            let flow = self.member(ordinal, &mut step);
+            steps.push(step);
+            if self.ordered && !flow.is_continue() {
+                self.push_each(steps);
+                return Flow::Stop;
+            }
+        }
+        self.push_members(steps);
+
+        // Claims of condemned pods get their retention owners before the pods go, so
+        // the garbage collector follows the policy once they do.
+        let owners: Vec<Step> =
+            self.condemned.clone().into_iter().map(|(ordinal, pod)| self.claim_owner_fixes(ordinal, pod)).collect();
+        self.push_batch(owners);
+
+        let mut deletions = Vec::new();
+        for (ordinal, pod) in self.condemned.clone() {
+            let flow = self.condemn(ordinal, pod, first_unhealthy, &mut deletions);
+            if self.ordered && !flow.is_continue() {
+                self.push_batch(deletions);
+                return Flow::Stop;
+            }
+        }
+        if self.ordered {
+            self.push_batch(deletions);
+        } else {
+            self.push_slow_start(deletions);
+        }
+        Flow::Continue
+    }
+
+    fn push_members(&mut self, steps: Vec<Step>) {
+        if self.ordered { self.push_each(steps) } else { self.push_slow_start(steps) }
+    }
+
+    /// OrderedReady: each member's step alone, in ordinal order.
+    fn push_each(&mut self, steps: Vec<Step>) {
+        for step in steps {
+            self.push_batch(vec![step]);
+        }
+    }
+
+    /// What member `ordinal` needs (upstream's processReplica).
+    fn member(&mut self, ordinal: i32, step: &mut Step) -> Flow {
+        let pod_name = identity::pod_name(&self.set_name, ordinal);
+        let Some(pod) = self.in_range.get(&ordinal).copied() else {
+            return self.create(ordinal, step);
+        };
+        if is_finished(pod) {
+            if !is_terminating(pod) {
+                let reason = if crate::health::phase(pod) == "Failed" { DeleteReason::Failed } else { DeleteReason::Succeeded };
+                step.push(Action::DeletePod { name: pod_name.clone(), uid: pod.uid().unwrap_or_default(), reason });
+            }
+            // Recreated once it is gone (its deletion triggers the next sync).
+            return if self.ordered { self.wait(format!("waiting for {pod_name} to be replaced")) } else { Flow::Continue };
+        }
+        if is_pending(pod) {
+            self.create_missing_claims(ordinal, &pod_name, step);
+        }
+        if self.ordered {
+            if is_terminating(pod) {
+                return self.wait(format!("waiting for {pod_name} to terminate"));
+            }
+            if !is_running_and_ready(pod) {
+                return self.wait(format!("waiting for {pod_name} to be Running and Ready"));
+            }
+            if let Some(left) = until_available(pod, self.min_ready, self.observed.now).filter(|d| !d.is_zero()) {
+                self.requeue(left);
+                return self.wait(format!("waiting for {pod_name} to be Available ({}s of minReadySeconds left)", left.as_secs().max(1)));
+            }
+        }
+        if !is_terminating(pod) {
+            if !identity::identity_matches(self.set, pod, ordinal) {
+                let mut fixed = pod.clone();
+                identity::set_identity_labels(self.set, &mut fixed, ordinal);
+                step.push(Action::FixPodIdentity { pod: fixed });
+            }
+            step.extend(self.claim_owner_fixes(ordinal, pod));
+        }
+        Flow::Continue
+    }
+
+    /// A missing member: its claims first, then the pod.
+    fn create(&mut self, ordinal: i32, step: &mut Step) -> Flow {
+        let pod_name = identity::pod_name(&self.set_name, ordinal);
+        for claim in identity::new_claims(self.set, ordinal) {
+            if let Some(existing) = self.observed.claims.get(&claim.name_any()) {
+                if existing.metadata.deletion_timestamp.is_some() {
+                    step.clear();
+                    return self.blocked(format!("claim {} is being deleted; {pod_name} waits for it to go", existing.name_any()));
+                }
+                // An owner reference to a pod of this name is to an old pod (the pod does
+                // not exist): the garbage collector is about to delete the claim.
+                if existing.owner_references().iter().any(|r| r.kind == "Pod" && r.name == pod_name) {
+                    step.clear();
+                    return self.blocked(format!("claim {} belongs to a deleted {pod_name}; waiting for it to be removed", existing.name_any()));
+                }
+            }
+        }
+        self.create_missing_claims(ordinal, &pod_name, step);
+        let pod = identity::new_pod(self.set, ordinal, self.revision_for(ordinal));
+        step.push(Action::CreatePod { pod });
+        if self.ordered { self.wait(format!("waiting for {pod_name} to be Running and Ready")) } else { Flow::Continue }
+    }
+
+    /// In OrderedReady the set waits; in Parallel only this member does.
+    fn blocked(&mut self, why: String) -> Flow {
+        self.plan.waiting.get_or_insert(why);
+        if self.ordered { Flow::Stop } else { Flow::Continue }
+    }
+
+    fn create_missing_claims(&mut self, ordinal: i32, pod_name: &str, step: &mut Step) {
+        for mut claim in identity::new_claims(self.set, ordinal) {
+            if self.observed.claims.contains_key(&claim.name_any()) {
+                continue;
+            }
+            let owners = retention_owners(self.set, &[], None, true);
+            claim.metadata.owner_references = (!owners.is_empty()).then_some(owners);
+            step.push(Action::CreateClaim { claim, pod: pod_name.to_string() });
+        }
+    }
+
+    /// Owner-reference changes that the retention policy asks of the member's claims.
+    fn claim_owner_fixes(&mut self, ordinal: i32, pod: &Pod) -> Step {
+        let in_range = (self.start..self.end).contains(&ordinal);
+        let pod_name = pod.name_any();
+        let mut step = Vec::new();
+        for template in &self.set.spec.volume_claim_templates {
+            let name = identity::claim_name(&template.name_any(), &self.set_name, ordinal);
+            let Some(claim) = self.observed.claims.get(&name) else { continue };
+            if claim.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let set_uid = self.set.uid().unwrap_or_default();
+            if claim.owner_references().iter().any(|r| r.controller == Some(true) && r.uid != set_uid) {
+                self.plan.warnings.push(format!(
+                    "claim {name} of {pod_name} is controlled by another object; its owner references are left alone"
+                ));
+                continue;
+            }
+            let owners = retention_owners(self.set, claim.owner_references(), Some(pod), in_range);
+            if owners != claim.owner_references() {
+                step.push(Action::SetClaimOwners { name, pod: pod_name.clone(), owners });
+            }
+        }
+        step
+    }
+
+    /// A condemned member (upstream's processCondemned).
+    fn condemn(&mut self, ordinal: i32, pod: &Pod, first_unhealthy: Option<i32>, out: &mut Vec<Step>) -> Flow {
+        let name = pod.name_any();
+        if is_terminating(pod) {
+            return if self.ordered { self.wait(format!("waiting for {name} to terminate")) } else { Flow::Continue };
+        }
+        if self.ordered && first_unhealthy != Some(ordinal) {
+            if !is_running_and_ready(pod) {
+                return self.wait(format!("scale-down waits for unhealthy {name} to be Running and Ready"));
+            }
+            if let Some(left) = until_available(pod, self.min_ready, self.observed.now).filter(|d| !d.is_zero()) {
+                self.requeue(left);
+                return self.wait(format!("scale-down waits for {name} to be Available"));
+            }
+        }
+        out.push(vec![Action::DeletePod { name: name.clone(), uid: pod.uid().unwrap_or_default(), reason: DeleteReason::ScaleDown }]);
+        if self.ordered { self.wait(format!("waiting for {name} to terminate")) } else { Flow::Continue }
+    }
+
+    /// RollingUpdate: from the highest ordinal down to start + partition, replace the
+    /// first pod at an old revision, waiting while any pod there is unhealthy
+    /// (upstream's sync step 7).
+    fn update(&mut self) {
+        if self.set.spec.update_strategy_type() == UpdateStrategyType::OnDelete {
+            return;
+        }
+        let floor = self.start.saturating_add(self.set.spec.partition());
+        for ordinal in (floor..self.end).rev() {
+            let Some(pod) = self.in_range.get(&ordinal).copied() else {
+                self.wait(format!("rolling update waits for {} to be created", identity::pod_name(&self.set_name, ordinal)));
+                return;
+            };
+            let revision = pod.labels().get(REVISION_LABEL).map(String::as_str);
+            if revision != Some(self.revisions.update.as_str()) && !is_terminating(pod) {
+                let (name, uid) = (pod.name_any(), pod.uid().unwrap_or_default());
+                self.plan.waiting.get_or_insert(format!("replacing {name} with revision {}", self.revisions.update));
+                self.push_batch(vec![vec![Action::DeletePod { name, uid, reason: DeleteReason::Update }]]);
+                return;
+            }
+            if !is_healthy(pod) {
+                self.wait(format!("rolling update waits for {} to be healthy", pod.name_any()));
+                return;
+            }
+        }
+    }
+}
+
+/// The owner references the retention policy wants on a member's claim (upstream's
+/// updateClaimOwnerRefForSetAndPod): the set as controller when `whenDeleted: Delete`
+/// (while the member is in range, for Delete/Delete), the pod when `whenScaled: Delete`
+/// and the member is out of range. Other owners are kept as they are.
+pub fn retention_owners(set: &PetSet, current: &[OwnerReference], pod: Option<&Pod>, in_range: bool) -> Vec<OwnerReference> {
+    let policy = set.spec.retention_policy();
+    let delete = RetentionPolicyType::Delete;
+    let set_uid = set.uid().unwrap_or_default();
+    let pod_uid = pod.and_then(|p| p.uid());
+    let want_set = policy.when_deleted == delete && (in_range || policy.when_scaled != delete);
+    let want_pod = policy.when_scaled == delete && !in_range;
+
+    let mut owners: Vec<OwnerReference> = current
+        .iter()
+        .filter(|r| r.uid != set_uid && Some(&r.uid) != pod_uid.as_ref())
+        .cloned()
+        .collect();
+    if want_set {
+        owners.push(identity::controller_ref(set));
+    }
+    if let (true, Some(pod)) = (want_pod, pod) {
+        owners.push(OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+            controller: None,
+            block_owner_deletion: None,
+        });
+    }
+    // Keep the order the claim already has, so an unchanged claim compares equal.
+    owners.sort_by_key(|r| current.iter().position(|c| c.uid == r.uid).unwrap_or(usize::MAX));
+    owners
+}
