@@ -56,18 +56,52 @@ fn shape(root: &mut Value) {
     spec["properties"]["template"]["properties"]["metadata"]["required"] = json!(["labels"]);
     spec["properties"]["volumeClaimTemplates"]["items"]["required"] = json!(["metadata"]);
     spec["properties"]["volumeClaimTemplates"]["items"]["properties"]["metadata"]["required"] = json!(["name"]);
+    bound_rule_inputs(spec);
     spec["x-kubernetes-validations"] = spec_rules();
-    spec["properties"]["updateStrategy"]["properties"]["rollingUpdate"]["properties"]["maxUnavailable"]
-        ["x-kubernetes-validations"] = json!([rule(
-        "type(self) == int ? self >= 1 : self.matches('^[0-9]+%$') && int(self.replace('%', '')) >= 1",
-        "spec.updateStrategy.rollingUpdate.maxUnavailable must be an integer of at least 1 or a percentage such as '25%' of at least 1%",
-    )]);
+    spec["properties"]["updateStrategy"]["properties"]["rollingUpdate"]["properties"]["maxUnavailable"]["x-kubernetes-validations"] = json!(
+        [rule(
+            "type(self) == int ? self >= 1 : self.matches('^[0-9]+%$') && int(self.replace('%', '')) >= 1",
+            "spec.updateStrategy.rollingUpdate.maxUnavailable must be an integer of at least 1 or a percentage such as '25%' of at least 1%",
+        )]
+    );
     root["x-kubernetes-validations"] = json!([rule(
         &format!("self.metadata.name.size() <= {MAX_NAME_LEN}"),
         &format!(
             "metadata.name must be at most {MAX_NAME_LEN} characters: pod names (<name>-<ordinal>) and the controller-revision-hash label (<name>-<hash>) must fit in 63; choose a shorter name"
         ),
     )]);
+}
+
+/// CEL rules must fit a cost budget the API server estimates from the largest input
+/// the schema allows, so the maps and lists they read get bounds. Each is far above
+/// what a real set uses; label values and keys are bounded as Kubernetes bounds them.
+fn bound_rule_inputs(spec: &mut Value) {
+    let label_map = json!({"maxProperties": 64, "additionalProperties": {"maxLength": 63}});
+    merge(&mut spec["properties"]["selector"]["properties"]["matchLabels"], &label_map);
+    merge(&mut spec["properties"]["template"]["properties"]["metadata"]["properties"]["labels"], &label_map);
+    let expressions = &mut spec["properties"]["selector"]["properties"]["matchExpressions"];
+    merge(expressions, &json!({"maxItems": 32}));
+    merge(&mut expressions["items"]["properties"]["key"], &json!({"maxLength": 317}));
+    merge(&mut expressions["items"]["properties"]["values"], &json!({"maxItems": 64, "items": {"maxLength": 63}}));
+    let claims = &mut spec["properties"]["volumeClaimTemplates"];
+    merge(claims, &json!({"maxItems": 32}));
+    merge(&mut claims["items"]["properties"]["metadata"]["properties"]["name"], &json!({"maxLength": 253}));
+    merge(
+        &mut spec["properties"]["updateStrategy"]["properties"]["rollingUpdate"]["properties"]["maxUnavailable"],
+        &json!({"maxLength": 12}),
+    );
+}
+
+/// Adds the keys of `extra` to the schema object `node`, recursing into objects.
+fn merge(node: &mut Value, extra: &Value) {
+    match (node, extra) {
+        (Value::Object(node), Value::Object(extra)) => {
+            for (k, v) in extra {
+                merge(node.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (node, extra) => *node = extra.clone(),
+    }
 }
 
 /// The rules apps/v1 validation applies to a StatefulSetSpec, as CEL, each message
@@ -80,7 +114,9 @@ fn spec_rules() -> Value {
             "spec.selector must not be empty: give it matchLabels (or matchExpressions) that the pod template's labels match",
         ),
         rule(
-            &format!("!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, k in {labels} && {labels}[k] == self.selector.matchLabels[k])"),
+            &format!(
+                "!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, k in {labels} && {labels}[k] == self.selector.matchLabels[k])"
+            ),
             "spec.selector.matchLabels must match spec.template.metadata.labels: add the same key and value to the template's labels",
         ),
         rule(
@@ -111,7 +147,9 @@ fn spec_rules() -> Value {
 /// A field that, as in apps/v1, cannot change once set; its absence counts as a value.
 fn immutable(field: &str, path: &str) -> Value {
     let mut r = rule(
-        &format!("has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"),
+        &format!(
+            "has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+        ),
         &format!(
             "{path} is immutable: create a new PetSet instead (delete this one with --cascade=orphan to keep its pods and claims for adoption)"
         ),
@@ -169,9 +207,6 @@ mod tests {
     #[test]
     fn committed_crd_is_current() {
         let committed = include_str!("../petset.yaml");
-        assert!(
-            committed == crd_yaml(),
-            "crd/petset.yaml is stale: run `cargo run -p petset-crd --bin crdgen`"
-        );
+        assert!(committed == crd_yaml(), "crd/petset.yaml is stale: run `cargo run -p petset-crd --bin crdgen`");
     }
 }

@@ -8,7 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt, stream};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::{Selector, SelectorExt},
@@ -36,9 +36,26 @@ pub struct Context {
 }
 
 impl Context {
-    /// Publishes an event on the PetSet; a failure to publish is logged, never fatal.
-    pub async fn event(&self, set: &PetSet, type_: EventType, reason: &str, action: &str, note: String) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    /// Publishes an event on the PetSet about the pod or claim `related` (events with
+    /// the same reason about different objects stay separate, rather than being folded
+    /// into one series); a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        set: &PetSet,
+        related: Option<(&str, &str)>,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let secondary = related.map(|(kind, name)| ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some(kind.into()),
+            name: Some(name.into()),
+            namespace: set.namespace(),
+            ..Default::default()
+        });
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary };
         if let Err(e) = self.recorder.publish(&event, &set.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish an event");
         }
@@ -130,7 +147,13 @@ fn watch_all<K>(
     config: watcher::Config,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
-    K: Resource<Scope = kube::core::NamespaceResourceScope> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: Default,
 {
     let apis: Vec<Api<K>> = if namespaces.is_empty() {

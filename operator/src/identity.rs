@@ -25,7 +25,8 @@ pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
 /// (such a pod is not a member, whatever its labels say).
 pub fn ordinal_of(set: &str, pod_name: &str) -> Option<i32> {
     let digits = pod_name.strip_prefix(set)?.strip_prefix('-')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0'))
+    {
         return None;
     }
     digits.parse().ok()

@@ -2,17 +2,23 @@
 //! (`hack/cluster up`), in a namespace of its own that is removed afterwards, and
 //! waits on conditions with a deadline, never on fixed sleeps.
 
-use std::{fmt::Debug, future::Future, path::PathBuf, time::Duration};
+use std::{fmt::Debug, future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, Config, Resource, ResourceExt,
-    api::{DeleteParams, ObjectMeta, PostParams},
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
+use petset_operator::{
+    controller::{self, Settings},
+    metrics::Metrics,
+};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 /// How long a test waits for the cluster to reach a state before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,6 +69,58 @@ impl TestNs {
     }
 }
 
+/// The operator, running in this test's process and watching only its namespace, so
+/// tests are isolated and can stop, restart or inspect their own controller. Stops
+/// when dropped.
+pub struct Operator {
+    handle: tokio::task::JoinHandle<()>,
+    pub metrics: Arc<Metrics>,
+    pub ready: watch::Receiver<bool>,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl TestNs {
+    pub async fn start_operator(&self) -> Operator {
+        let metrics = Arc::new(Metrics::default());
+        let (ready_tx, ready) = watch::channel(false);
+        let settings = Settings { namespaces: vec![self.name.clone()], ..Settings::default() };
+        let handle = tokio::spawn(controller::run(
+            self.client.clone(),
+            settings,
+            metrics.clone(),
+            ready_tx,
+            std::future::pending(),
+        ));
+        Operator { handle, metrics, ready }
+    }
+}
+
+/// Installs (or updates) the PetSet CRD and waits until it is served.
+async fn ensure_crd(client: &Client) -> anyhow::Result<()> {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_try_init(|| async {
+            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+            let crd = petset_crd::crd();
+            let name = crd.name_any();
+            crds.patch(&name, &PatchParams::apply("petset-tests").force(), &Patch::Apply(&crd)).await?;
+            wait_for(&crds, &name, "Established", TIMEOUT, |c| {
+                c.and_then(|c| c.status.as_ref())
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+            })
+            .await?;
+            anyhow::Ok(())
+        })
+        .await?;
+    Ok(())
+}
+
 /// Runs `body` in a fresh namespace named after the test, and deletes the namespace
 /// afterwards whether the body passed, failed or panicked.
 pub async fn in_namespace<F, Fut>(test: &str, body: F) -> anyhow::Result<()>
@@ -71,10 +129,12 @@ where
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let client = client().await?;
+    ensure_crd(&client).await?;
     let suffix: String = format!("{:x}", rand_u32());
     let name = format!("{}-{suffix}", test.replace('_', "-").chars().take(50).collect::<String>());
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
+    let ns =
+        Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
     namespaces.create(&PostParams::default(), &ns).await.context("creating the test namespace")?;
     let result = std::panic::AssertUnwindSafe(body(TestNs { client, name: name.clone() })).catch_unwind().await;
     let _ = namespaces.delete(&name, &DeleteParams::background()).await;
@@ -154,3 +214,6 @@ pub fn pod_phase(pod: &Pod) -> &str {
 pub fn describe(pod: &Pod) -> String {
     format!("{} phase={} ready={}", pod.name_any(), pod_phase(pod), pod_ready(pod))
 }
+
+pub mod fixtures;
+pub mod history;

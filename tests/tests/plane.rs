@@ -77,9 +77,10 @@ spec:
             p.is_some_and(|p| {
                 pod_phase(p) == "Running"
                     && !pod_ready(p)
-                    && p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
-                        cs.iter().all(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
-                    })
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.container_statuses.as_ref())
+                        .is_some_and(|cs| cs.iter().all(|c| c.state.as_ref().is_some_and(|st| st.running.is_some())))
             })
         };
         wait_for(&pods, "held", "Running with its container running, but not Ready", TIMEOUT, running_not_ready)
@@ -180,7 +181,10 @@ spec:
                 .iter()
                 .filter(|p| {
                     pod_ready(p)
-                        && p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| n.starts_with("kwok-node-"))
+                        && p.spec
+                            .as_ref()
+                            .and_then(|s| s.node_name.as_deref())
+                            .is_some_and(|n| n.starts_with("kwok-node-"))
                 })
                 .count();
             anyhow::ensure!(good == 3, "{good} of 3 pods scheduled and Ready");

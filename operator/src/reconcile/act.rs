@@ -67,13 +67,27 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 Ok(created) => {
                     if created {
                         ctx.metrics.claims_created.inc();
-                        ctx.event(set, EventType::Normal, "SuccessfulCreate", "Create",
-                            format!("create Claim {name} Pod {pod} in PetSet {set_name} success")).await;
+                        ctx.event(
+                            set,
+                            Some(("PersistentVolumeClaim", &name)),
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            "Create",
+                            format!("create Claim {name} Pod {pod} in PetSet {set_name} success"),
+                        )
+                        .await;
                     }
                 }
                 Err(e) => {
-                    ctx.event(set, EventType::Warning, "FailedCreate", "Create",
-                        format!("create Claim {name} for Pod {pod} in PetSet {set_name} failed error: {e}")).await;
+                    ctx.event(
+                        set,
+                        Some(("PersistentVolumeClaim", &name)),
+                        EventType::Warning,
+                        "FailedCreate",
+                        "Create",
+                        format!("create Claim {name} for Pod {pod} in PetSet {set_name} failed error: {e}"),
+                    )
+                    .await;
                     return Err(Error::write("create", "PersistentVolumeClaim", &name, e));
                 }
             }
@@ -86,23 +100,55 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 Ok(created) => {
                     if created {
                         ctx.metrics.pods_created.inc();
-                        ctx.event(set, EventType::Normal, "SuccessfulCreate", "Create",
-                            format!("create Pod {name} in PetSet {set_name} successful")).await;
+                        ctx.event(
+                            set,
+                            Some(("Pod", &name)),
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            "Create",
+                            format!("create Pod {name} in PetSet {set_name} successful"),
+                        )
+                        .await;
                     }
                 }
                 Err(e) => {
-                    ctx.event(set, EventType::Warning, "FailedCreate", "Create",
-                        format!("create Pod {name} in PetSet {set_name} failed error: {e}")).await;
+                    ctx.event(
+                        set,
+                        Some(("Pod", &name)),
+                        EventType::Warning,
+                        "FailedCreate",
+                        "Create",
+                        format!("create Pod {name} in PetSet {set_name} failed error: {e}"),
+                    )
+                    .await;
                     return Err(Error::write("create", "Pod", &name, e));
                 }
             }
         }
         Action::DeletePod { name, uid, reason } => {
             match reason {
-                DeleteReason::Failed => ctx.event(set, EventType::Warning, "RecreatingFailedPod", "Delete",
-                    format!("PetSet {ns}/{set_name} is recreating failed Pod {name}")).await,
-                DeleteReason::Succeeded => ctx.event(set, EventType::Normal, "RecreatingTerminatedPod", "Delete",
-                    format!("PetSet {ns}/{set_name} is recreating terminated Pod {name}")).await,
+                DeleteReason::Failed => {
+                    ctx.event(
+                        set,
+                        Some(("Pod", name)),
+                        EventType::Warning,
+                        "RecreatingFailedPod",
+                        "Delete",
+                        format!("PetSet {ns}/{set_name} is recreating failed Pod {name}"),
+                    )
+                    .await
+                }
+                DeleteReason::Succeeded => {
+                    ctx.event(
+                        set,
+                        Some(("Pod", name)),
+                        EventType::Normal,
+                        "RecreatingTerminatedPod",
+                        "Delete",
+                        format!("PetSet {ns}/{set_name} is recreating terminated Pod {name}"),
+                    )
+                    .await
+                }
                 DeleteReason::ScaleDown | DeleteReason::Update => {}
             }
             let params = DeleteParams {
@@ -116,13 +162,27 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 Ok(deleted) => {
                     if deleted {
                         ctx.metrics.pods_deleted.inc();
-                        ctx.event(set, EventType::Normal, "SuccessfulDelete", "Delete",
-                            format!("delete Pod {name} in PetSet {set_name} successful")).await;
+                        ctx.event(
+                            set,
+                            Some(("Pod", name)),
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            "Delete",
+                            format!("delete Pod {name} in PetSet {set_name} successful"),
+                        )
+                        .await;
                     }
                 }
                 Err(e) => {
-                    ctx.event(set, EventType::Warning, "FailedDelete", "Delete",
-                        format!("delete Pod {name} in PetSet {set_name} failed error: {e}")).await;
+                    ctx.event(
+                        set,
+                        Some(("Pod", name)),
+                        EventType::Warning,
+                        "FailedDelete",
+                        "Delete",
+                        format!("delete Pod {name} in PetSet {set_name} failed error: {e}"),
+                    )
+                    .await;
                     return Err(Error::write("delete", "Pod", name, e));
                 }
             }
@@ -137,16 +197,30 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
             let result = pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ());
             ctx.metrics.write("patch", "pods");
             ignore(result, &[404]).map_err(|e| Error::write("update", "Pod", &name, e))?;
-            ctx.event(set, EventType::Normal, "SuccessfulUpdate", "Update",
-                format!("update Pod {name} in PetSet {set_name} successful")).await;
+            ctx.event(
+                set,
+                Some(("Pod", &name)),
+                EventType::Normal,
+                "SuccessfulUpdate",
+                "Update",
+                format!("update Pod {name} in PetSet {set_name} successful"),
+            )
+            .await;
         }
         Action::SetClaimOwners { name, pod, owners } => {
             let patch = json!({"metadata": {"ownerReferences": owners}});
             let result = claims.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ());
             ctx.metrics.write("patch", "persistentvolumeclaims");
             ignore(result, &[404]).map_err(|e| Error::write("update", "PersistentVolumeClaim", name, e))?;
-            ctx.event(set, EventType::Normal, "SuccessfulUpdate", "Update",
-                format!("update Claim {name} Pod {pod} in PetSet {set_name} success")).await;
+            ctx.event(
+                set,
+                Some(("PersistentVolumeClaim", name)),
+                EventType::Normal,
+                "SuccessfulUpdate",
+                "Update",
+                format!("update Claim {name} Pod {pod} in PetSet {set_name} success"),
+            )
+            .await;
         }
     }
     Ok(())

@@ -53,10 +53,17 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         Ok(s) => s,
         Err(e) => {
             let rejection = Rejection { reason: "InvalidSelector".into(), message: format!("spec.selector: {e}") };
-            ctx.event(set, EventType::Warning, "InvalidSelector", "Sync", rejection.message.clone()).await;
+            ctx.event(set, None, EventType::Warning, "InvalidSelector", "Sync", rejection.message.clone()).await;
             let mut status = set.status.clone().unwrap_or_default();
             status.observed_generation = set.metadata.generation;
-            status::set_condition(&mut status, status::REPLICA_FAILURE, "True", &rejection.reason, &rejection.message, now);
+            status::set_condition(
+                &mut status,
+                status::REPLICA_FAILURE,
+                "True",
+                &rejection.reason,
+                &rejection.message,
+                now,
+            );
             write_status(set, status, ctx).await?;
             return Ok(Action::await_change());
         }
@@ -68,7 +75,7 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         tracing::debug!(waiting = why.as_str());
     }
     for warning in &plan.warnings {
-        ctx.event(set, EventType::Warning, "ClaimOwnedElsewhere", "Sync", warning.clone()).await;
+        ctx.event(set, None, EventType::Warning, "ClaimOwnedElsewhere", "Sync", warning.clone()).await;
     }
 
     let outcome = act::execute(set, &plan, ctx).await;

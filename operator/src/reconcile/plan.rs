@@ -12,9 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, core::Selector, core::SelectorExt};
 use petset_crd::{PetSet, PodManagementPolicy, RetentionPolicyType, UpdateStrategyType};
 
-use crate::health::{
-    is_finished, is_healthy, is_pending, is_running_and_ready, is_terminating, until_available,
-};
+use crate::health::{is_finished, is_healthy, is_pending, is_running_and_ready, is_terminating, until_available};
 use crate::identity::{self, REVISION_LABEL};
 
 /// What the cluster holds for one PetSet.
@@ -38,16 +36,37 @@ pub struct Revisions {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Take an orphan pod that matches the selector and has a member's name.
-    AdoptPod { name: String, uid: String },
+    AdoptPod {
+        name: String,
+        uid: String,
+    },
     /// Let go of an owned pod whose labels no longer match the selector.
-    ReleasePod { name: String, uid: String },
-    CreateClaim { claim: PersistentVolumeClaim, pod: String },
-    CreatePod { pod: Pod },
-    DeletePod { name: String, uid: String, reason: DeleteReason },
+    ReleasePod {
+        name: String,
+        uid: String,
+    },
+    CreateClaim {
+        claim: PersistentVolumeClaim,
+        pod: String,
+    },
+    CreatePod {
+        pod: Pod,
+    },
+    DeletePod {
+        name: String,
+        uid: String,
+        reason: DeleteReason,
+    },
     /// Rewrite drifted identity labels.
-    FixPodIdentity { pod: Pod },
+    FixPodIdentity {
+        pod: Pod,
+    },
     /// Set a claim's owner references as the retention policy wants them.
-    SetClaimOwners { name: String, pod: String, owners: Vec<OwnerReference> },
+    SetClaimOwners {
+        name: String,
+        pod: String,
+        owners: Vec<OwnerReference>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +119,11 @@ fn claim(set: &PetSet, selector: &Selector, pod: &Pod) -> Claim {
     let matches = selector.matches(pod.labels());
     match controller {
         Some(r) if Some(&r.uid) == set_uid.as_ref() => {
-            if matches && member { Claim::Owned } else { Claim::Release }
+            if matches && member {
+                Claim::Owned
+            } else {
+                Claim::Release
+            }
         }
         Some(_) => Claim::Ignore,
         None if matches && member && !is_terminating(pod) && set.metadata.deletion_timestamp.is_none() => Claim::Adopt,
@@ -314,11 +337,16 @@ impl<'a> Planner<'a> {
         };
         if is_finished(pod) {
             if !is_terminating(pod) {
-                let reason = if crate::health::phase(pod) == "Failed" { DeleteReason::Failed } else { DeleteReason::Succeeded };
+                let reason =
+                    if crate::health::phase(pod) == "Failed" { DeleteReason::Failed } else { DeleteReason::Succeeded };
                 step.push(Action::DeletePod { name: pod_name.clone(), uid: pod.uid().unwrap_or_default(), reason });
             }
             // Recreated once it is gone (its deletion triggers the next sync).
-            return if self.ordered { self.wait(format!("waiting for {pod_name} to be replaced")) } else { Flow::Continue };
+            return if self.ordered {
+                self.wait(format!("waiting for {pod_name} to be replaced"))
+            } else {
+                Flow::Continue
+            };
         }
         if is_pending(pod) {
             self.create_missing_claims(ordinal, &pod_name, step);
@@ -332,7 +360,10 @@ impl<'a> Planner<'a> {
             }
             if let Some(left) = until_available(pod, self.min_ready, self.observed.now).filter(|d| !d.is_zero()) {
                 self.requeue(left);
-                return self.wait(format!("waiting for {pod_name} to be Available ({}s of minReadySeconds left)", left.as_secs().max(1)));
+                return self.wait(format!(
+                    "waiting for {pod_name} to be Available ({}s of minReadySeconds left)",
+                    left.as_secs().max(1)
+                ));
             }
         }
         if !is_terminating(pod) {
@@ -353,13 +384,19 @@ impl<'a> Planner<'a> {
             if let Some(existing) = self.observed.claims.get(&claim.name_any()) {
                 if existing.metadata.deletion_timestamp.is_some() {
                     step.clear();
-                    return self.blocked(format!("claim {} is being deleted; {pod_name} waits for it to go", existing.name_any()));
+                    return self.blocked(format!(
+                        "claim {} is being deleted; {pod_name} waits for it to go",
+                        existing.name_any()
+                    ));
                 }
                 // An owner reference to a pod of this name is to an old pod (the pod does
                 // not exist): the garbage collector is about to delete the claim.
                 if existing.owner_references().iter().any(|r| r.kind == "Pod" && r.name == pod_name) {
                     step.clear();
-                    return self.blocked(format!("claim {} belongs to a deleted {pod_name}; waiting for it to be removed", existing.name_any()));
+                    return self.blocked(format!(
+                        "claim {} belongs to a deleted {pod_name}; waiting for it to be removed",
+                        existing.name_any()
+                    ));
                 }
             }
         }
@@ -427,7 +464,11 @@ impl<'a> Planner<'a> {
                 return self.wait(format!("scale-down waits for {name} to be Available"));
             }
         }
-        out.push(vec![Action::DeletePod { name: name.clone(), uid: pod.uid().unwrap_or_default(), reason: DeleteReason::ScaleDown }]);
+        out.push(vec![Action::DeletePod {
+            name: name.clone(),
+            uid: pod.uid().unwrap_or_default(),
+            reason: DeleteReason::ScaleDown,
+        }]);
         if self.ordered { self.wait(format!("waiting for {name} to terminate")) } else { Flow::Continue }
     }
 
@@ -441,7 +482,10 @@ impl<'a> Planner<'a> {
         let floor = self.start.saturating_add(self.set.spec.partition());
         for ordinal in (floor..self.end).rev() {
             let Some(pod) = self.in_range.get(&ordinal).copied() else {
-                self.wait(format!("rolling update waits for {} to be created", identity::pod_name(&self.set_name, ordinal)));
+                self.wait(format!(
+                    "rolling update waits for {} to be created",
+                    identity::pod_name(&self.set_name, ordinal)
+                ));
                 return;
             };
             let revision = pod.labels().get(REVISION_LABEL).map(String::as_str);
@@ -463,7 +507,12 @@ impl<'a> Planner<'a> {
 /// updateClaimOwnerRefForSetAndPod): the set as controller when `whenDeleted: Delete`
 /// (while the member is in range, for Delete/Delete), the pod when `whenScaled: Delete`
 /// and the member is out of range. Other owners are kept as they are.
-pub fn retention_owners(set: &PetSet, current: &[OwnerReference], pod: Option<&Pod>, in_range: bool) -> Vec<OwnerReference> {
+pub fn retention_owners(
+    set: &PetSet,
+    current: &[OwnerReference],
+    pod: Option<&Pod>,
+    in_range: bool,
+) -> Vec<OwnerReference> {
     let policy = set.spec.retention_policy();
     let delete = RetentionPolicyType::Delete;
     let set_uid = set.uid().unwrap_or_default();
@@ -471,11 +520,8 @@ pub fn retention_owners(set: &PetSet, current: &[OwnerReference], pod: Option<&P
     let want_set = policy.when_deleted == delete && (in_range || policy.when_scaled != delete);
     let want_pod = policy.when_scaled == delete && !in_range;
 
-    let mut owners: Vec<OwnerReference> = current
-        .iter()
-        .filter(|r| r.uid != set_uid && Some(&r.uid) != pod_uid.as_ref())
-        .cloned()
-        .collect();
+    let mut owners: Vec<OwnerReference> =
+        current.iter().filter(|r| r.uid != set_uid && Some(&r.uid) != pod_uid.as_ref()).cloned().collect();
     if want_set {
         owners.push(identity::controller_ref(set));
     }
