@@ -539,3 +539,7 @@ pub fn retention_owners(
     owners.sort_by_key(|r| current.iter().position(|c| c.uid == r.uid).unwrap_or(usize::MAX));
     owners
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
