@@ -55,6 +55,8 @@ impl Context {
             namespace: set.namespace(),
             ..Default::default()
         });
+        // The API server refuses notes over 1 kB.
+        let note = if note.len() > 1024 { format!("{}...", note.chars().take(1000).collect::<String>()) } else { note };
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary };
         if let Err(e) = self.recorder.publish(&event, &set.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish an event");

@@ -3,7 +3,7 @@ use thiserror::Error;
 /// Everything a sync can fail with. Each variant says what was being done.
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("{verb} {kind} {name}: {source}")]
+    #[error("{verb} {kind} {name}: {}", message(source))]
     Write {
         verb: &'static str,
         kind: &'static str,
@@ -47,5 +47,13 @@ impl Error {
             Error::Read(_) => "read",
             Error::Status { .. } => "status",
         }
+    }
+}
+
+/// What the API server said, without the debug dump kube's Display adds.
+pub fn message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
     }
 }

@@ -12,4 +12,4 @@ pub mod revision;
 #[cfg(test)]
 mod testing;
 
-pub use error::Error;
+pub use error::{Error, message};

@@ -85,7 +85,10 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                         EventType::Warning,
                         "FailedCreate",
                         "Create",
-                        format!("create Claim {name} for Pod {pod} in PetSet {set_name} failed error: {e}"),
+                        format!(
+                            "create Claim {name} for Pod {pod} in PetSet {set_name} failed error: {}",
+                            crate::message(&e)
+                        ),
                     )
                     .await;
                     return Err(Error::write("create", "PersistentVolumeClaim", &name, e));
@@ -118,7 +121,7 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                         EventType::Warning,
                         "FailedCreate",
                         "Create",
-                        format!("create Pod {name} in PetSet {set_name} failed error: {e}"),
+                        format!("create Pod {name} in PetSet {set_name} failed error: {}", crate::message(&e)),
                     )
                     .await;
                     return Err(Error::write("create", "Pod", &name, e));
@@ -180,7 +183,7 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                         EventType::Warning,
                         "FailedDelete",
                         "Delete",
-                        format!("delete Pod {name} in PetSet {set_name} failed error: {e}"),
+                        format!("delete Pod {name} in PetSet {set_name} failed error: {}", crate::message(&e)),
                     )
                     .await;
                     return Err(Error::write("delete", "Pod", name, e));

@@ -23,6 +23,8 @@ use status::Rejection;
 
 /// How often a PetSet is synced when nothing happens, as a safety net.
 const RESYNC: Duration = Duration::from_secs(300);
+/// The field manager of everything this operator writes with server-side apply.
+pub const FIELD_MANAGER: &str = "petset-operator";
 /// How soon a sync the API server refused is tried again.
 const AFTER_REJECTION: Duration = Duration::from_secs(30);
 
@@ -144,8 +146,10 @@ async fn write_status(set: &PetSet, status: PetSetStatus, ctx: &Context) -> Resu
     }
     let name = set.name_any();
     let api: Api<PetSet> = Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
-    let patch = json!({ "status": status });
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    // Server-side apply: a field this operator set and no longer sets (a cleared
+    // condition, say) is removed, which a merge patch cannot express.
+    let patch = json!({ "apiVersion": "petset.dev/v1alpha1", "kind": "PetSet", "status": status });
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|source| Error::Status { name, source })?;
     ctx.metrics.write("patch", "petsets/status");
