@@ -105,6 +105,13 @@ pub struct PetSetSpec {
     /// Where the ordinals start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordinals: Option<PetSetOrdinals>,
+
+    /// petset extension: seconds a pod the set waits for may stay not Ready before the
+    /// `Progressing` condition turns False with reason `ProgressDeadlineExceeded`
+    /// (600 when unset, as for Deployments). It only reports; it changes no behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: Option<i32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -147,6 +154,15 @@ pub struct RollingUpdate {
     /// `replicas` rounded down, and at least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrString>,
+
+    /// petset extension, off when unset. A pod that is not at the update revision and
+    /// has not been Ready for this many seconds is replaced by the rollout instead of
+    /// blocking it. With OrderedReady, upstream StatefulSet waits forever for such a pod
+    /// even after a bad template is fixed or reverted (kubernetes #67250), until
+    /// someone deletes it by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub replace_unhealthy_after_seconds: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -229,7 +245,7 @@ mod defaults {
     pub fn update_strategy() -> Option<PetSetUpdateStrategy> {
         Some(PetSetUpdateStrategy {
             type_: UpdateStrategyType::RollingUpdate,
-            rolling_update: Some(RollingUpdate { partition: Some(0), max_unavailable: None }),
+            rolling_update: Some(RollingUpdate { partition: Some(0), ..Default::default() }),
         })
     }
     pub fn revision_history_limit() -> Option<i32> {
@@ -274,6 +290,28 @@ impl PetSetSpec {
 
     pub fn min_ready_seconds(&self) -> i32 {
         self.min_ready_seconds.unwrap_or(0).max(0)
+    }
+
+    pub fn progress_deadline_seconds(&self) -> i32 {
+        self.progress_deadline_seconds.unwrap_or(600).max(1)
+    }
+
+    pub fn replace_unhealthy_after_seconds(&self) -> Option<i32> {
+        self.rolling_update().and_then(|r| r.replace_unhealthy_after_seconds).filter(|s| *s > 0)
+    }
+
+    /// `maxUnavailable` resolved against `replicas` (percentages round down), at least
+    /// 1; None when unset, which keeps upstream's classic one-at-a-time update.
+    pub fn max_unavailable(&self) -> Option<i32> {
+        let value = self.rolling_update()?.max_unavailable.as_ref()?;
+        let n = match value {
+            IntOrString::Int(n) => *n,
+            IntOrString::String(s) => {
+                let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
+                (percent * self.replicas() as i64 / 100) as i32
+            }
+        };
+        Some(n.max(1))
     }
 
     pub fn retention_policy(&self) -> PersistentVolumeClaimRetentionPolicy {

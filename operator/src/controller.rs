@@ -8,6 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -31,6 +32,7 @@ pub struct Context {
     pub sets: Store<PetSet>,
     pub pods: Store<Pod>,
     pub claims: Store<PersistentVolumeClaim>,
+    pub revisions: Store<ControllerRevision>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
 }
@@ -93,6 +95,13 @@ pub async fn run(
     let (pods, pod_writer) = reflector::store();
     let (claims, claim_writer) = reflector::store();
     let (sets, set_writer) = reflector::store();
+    let (revisions, revision_writer) = reflector::store();
+    // Revisions change only when the operator changes them: cached, not watched for triggers.
+    let revision_events = reflector::reflector(
+        revision_writer,
+        watch_all::<ControllerRevision>(&client, &settings.namespaces, watcher::Config::default()),
+    );
+    tokio::spawn(revision_events.for_each(|_| async {}));
     let pod_events = reflector::reflector(
         pod_writer,
         watch_all::<Pod>(&client, &settings.namespaces, watcher::Config::default().labels(identity::POD_NAME_LABEL)),
@@ -115,15 +124,21 @@ pub async fn run(
         sets: sets.clone(),
         pods: pods.clone(),
         claims: claims.clone(),
+        revisions: revisions.clone(),
         recorder: Recorder::new(client, reporter),
         metrics,
     });
 
     {
-        let (pods, claims, sets) = (pods.clone(), claims.clone(), sets.clone());
+        let (pods, claims, sets, revisions) = (pods.clone(), claims.clone(), sets.clone(), revisions.clone());
         tokio::spawn(async move {
-            let synced = tokio::join!(pods.wait_until_ready(), claims.wait_until_ready(), sets.wait_until_ready());
-            if let (Ok(()), Ok(()), Ok(())) = synced {
+            let synced = tokio::join!(
+                pods.wait_until_ready(),
+                claims.wait_until_ready(),
+                sets.wait_until_ready(),
+                revisions.wait_until_ready()
+            );
+            if let (Ok(()), Ok(()), Ok(()), Ok(())) = synced {
                 let _ = ready.send(true);
             }
         });

@@ -54,6 +54,18 @@ pub fn is_running_and_available(pod: &Pod, min_ready_seconds: i32, now: Timestam
     until_available(pod, min_ready_seconds, now) == Some(Duration::ZERO)
 }
 
+/// Since when a pod that is not Ready has been so: the Ready condition's last
+/// transition, or the pod's creation when it never had one. None when it is Ready.
+pub fn not_ready_since(pod: &Pod) -> Option<Timestamp> {
+    if is_running_and_ready(pod) {
+        return None;
+    }
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let ready =
+        pod.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    ready.and_then(|c| c.last_transition_time.as_ref().map(|t| t.0)).or(created).or(Some(Timestamp::UNIX_EPOCH))
+}
+
 /// Running, Ready and not being deleted.
 pub fn is_healthy(pod: &Pod) -> bool {
     is_running_and_ready(pod) && !is_terminating(pod)

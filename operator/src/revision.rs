@@ -1,11 +1,26 @@
-//! Template revisions: the name a pod template gets in the `controller-revision-hash`
-//! label. The hash must depend on nothing but the template and the collision count, so
-//! a restarted or upgraded operator never rolls pods whose template did not change.
+//! Template revisions, as apps/v1 keeps them: one ControllerRevision per distinct pod
+//! template, named `<set>-<hash>`, owned by the set and numbered in the order the
+//! templates were applied. The name is the pod label `controller-revision-hash`.
+//!
+//! The hash depends on nothing but the template and the collision count, so a
+//! restarted or upgraded operator never rolls pods whose template did not change.
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube::{ResourceExt, api::ObjectMeta, core::Selector, core::SelectorExt};
+use petset_crd::PetSet;
+use serde_json::json;
+
+use crate::identity::{self, REVISION_LABEL};
 
 /// Upstream's alphabet for hashes in names: no vowels (no words), no look-alikes.
 const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// The label upstream puts on ControllerRevisions with their hash.
+pub const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 
 /// `<set>-<hash>`, the way apps/v1 names ControllerRevisions.
 pub fn revision_name(set: &str, template: &PodTemplateSpec, collision_count: i32) -> String {
@@ -29,10 +44,150 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ *b as u32).wrapping_mul(0x0100_0193))
 }
 
+/// The template a revision holds.
+pub fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
+    let data = revision.data.as_ref()?;
+    serde_json::from_value(data.0.get("spec")?.get("template")?.clone()).ok()
+}
+
+/// A new revision of the set's current template.
+pub fn new_revision(set: &PetSet, name: String, number: i64) -> ControllerRevision {
+    let mut labels = set.spec.selector.match_labels.clone().unwrap_or_default();
+    labels.insert(HASH_LABEL.into(), name.rsplit('-').next().unwrap_or_default().to_string());
+    ControllerRevision {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: set.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![identity::controller_ref(set)]),
+            ..Default::default()
+        },
+        data: Some(RawExtension(json!({ "spec": { "template": set.spec.template } }))),
+        revision: number,
+    }
+}
+
+/// What the revisions need, and which ones the pods start from and go to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RevisionPlan {
+    /// The revision the rollout started from.
+    pub current: String,
+    /// The revision the template asks for.
+    pub update: String,
+    /// The name for the template is taken by another template: bump the set's
+    /// `collisionCount` and plan again.
+    pub collision: bool,
+    pub actions: Vec<RevisionAction>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RevisionAction {
+    Adopt {
+        name: String,
+        uid: String,
+    },
+    Create(ControllerRevision),
+    /// A rollback to an older template: it becomes the newest revision again.
+    Renumber {
+        name: String,
+        revision: i64,
+    },
+    /// History beyond revisionHistoryLimit.
+    Delete {
+        name: String,
+        uid: String,
+    },
+}
+
+/// Upstream's sync steps 2 and 8 (find or create the update revision, truncate
+/// history) for the revisions of the set's namespace and its member pods.
+pub fn plan_revisions(set: &PetSet, selector: &Selector, all: &[ControllerRevision], pods: &[&Pod]) -> RevisionPlan {
+    let set_uid = set.uid();
+    let mut plan = RevisionPlan::default();
+    let mut owned: Vec<&ControllerRevision> = Vec::new();
+    for revision in all {
+        let controller = revision.owner_references().iter().find(|r| r.controller == Some(true));
+        match controller {
+            Some(r) if Some(&r.uid) == set_uid.as_ref() => owned.push(revision),
+            None if selector.matches(revision.labels()) && revision.metadata.deletion_timestamp.is_none() => {
+                plan.actions
+                    .push(RevisionAction::Adopt { name: revision.name_any(), uid: revision.uid().unwrap_or_default() });
+                owned.push(revision);
+            }
+            _ => {}
+        }
+    }
+    owned.sort_by(|a, b| (a.revision, a.name_any()).cmp(&(b.revision, b.name_any())));
+    let newest = owned.last().map_or(0, |r| r.revision);
+
+    let collisions = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+    let template = &set.spec.template;
+    let wanted = revision_name(&set.name_any(), template, collisions);
+    let equal: Option<&ControllerRevision> =
+        owned.iter().rev().find(|r| template_of(r).as_ref() == Some(template)).copied();
+    plan.update = match equal {
+        Some(r) => {
+            if r.revision != newest {
+                plan.actions.push(RevisionAction::Renumber { name: r.name_any(), revision: newest + 1 });
+            }
+            r.name_any()
+        }
+        None if all.iter().any(|r| r.name_any() == wanted) => {
+            // The name is taken by a different template (a hash collision, or someone
+            // else's object): upstream's answer is a new collision count.
+            plan.collision = true;
+            return plan;
+        }
+        None => {
+            plan.actions.push(RevisionAction::Create(new_revision(set, wanted.clone(), newest + 1)));
+            wanted
+        }
+    };
+    let recorded = set.status.as_ref().and_then(|s| s.current_revision.clone());
+    plan.current = recorded.filter(|c| owned.iter().any(|r| &r.name_any() == c)).unwrap_or_else(|| plan.update.clone());
+
+    // History: keep the live revisions (current, update, any a pod runs) and the
+    // newest revisionHistoryLimit others.
+    let mut live: BTreeSet<String> = pods.iter().filter_map(|p| p.labels().get(REVISION_LABEL).cloned()).collect();
+    live.insert(plan.current.clone());
+    live.insert(plan.update.clone());
+    let history: Vec<&&ControllerRevision> = owned.iter().filter(|r| !live.contains(&r.name_any())).collect();
+    let excess = history.len().saturating_sub(set.spec.revision_history_limit() as usize);
+    for r in history.into_iter().take(excess) {
+        plan.actions.push(RevisionAction::Delete { name: r.name_any(), uid: r.uid().unwrap_or_default() });
+    }
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::petset;
+
+    fn selector(set: &PetSet) -> Selector {
+        Selector::try_from(set.spec.selector.clone()).unwrap()
+    }
+
+    /// Revisions as the API server would hold them after each template in turn.
+    fn stored(set: &PetSet, images: &[&str]) -> Vec<ControllerRevision> {
+        images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| {
+                let mut s = set.clone();
+                s.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.to_string());
+                let mut r = new_revision(&s, revision_name("web", &s.spec.template, 0), i as i64 + 1);
+                r.metadata.uid = Some(format!("rev-{i}"));
+                r
+            })
+            .collect()
+    }
+
+    fn with_image(image: &str) -> PetSet {
+        let mut set = petset("web", 3);
+        set.spec.template.spec.as_mut().unwrap().containers[0].image = Some(image.into());
+        set
+    }
 
     #[test]
     fn fnv_matches_the_reference_vectors() {
@@ -57,5 +212,70 @@ mod tests {
         let mut changed = set.spec.template.clone();
         changed.spec.as_mut().unwrap().containers[0].image = Some("nginx:2".into());
         assert_ne!(base, template_hash(&changed, 0));
+    }
+
+    #[test]
+    fn first_revision_is_created() {
+        let set = with_image("a");
+        let plan = plan_revisions(&set, &selector(&set), &[], &[]);
+        assert!(matches!(&plan.actions[..], [RevisionAction::Create(r)] if r.revision == 1));
+        assert_eq!(plan.current, plan.update);
+    }
+
+    #[test]
+    fn an_unchanged_template_reuses_its_revision() {
+        let set = with_image("b");
+        let revs = stored(&set, &["a", "b"]);
+        let plan = plan_revisions(&set, &selector(&set), &revs, &[]);
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert_eq!(plan.update, revs[1].name_any());
+    }
+
+    #[test]
+    fn rollback_reuses_the_older_revision_with_the_newest_number() {
+        let set = with_image("a");
+        let revs = stored(&set, &["a", "b"]);
+        let plan = plan_revisions(&set, &selector(&set), &revs, &[]);
+        assert_eq!(plan.update, revs[0].name_any());
+        assert_eq!(plan.actions, [RevisionAction::Renumber { name: revs[0].name_any(), revision: 3 }]);
+    }
+
+    #[test]
+    fn a_taken_name_with_another_template_is_a_collision() {
+        let set = with_image("c");
+        let mut revs = stored(&set, &["a"]);
+        revs[0].metadata.name = Some(revision_name("web", &set.spec.template, 0));
+        let plan = plan_revisions(&set, &selector(&set), &revs, &[]);
+        assert!(plan.collision);
+    }
+
+    #[test]
+    fn history_keeps_live_revisions_and_the_limit() {
+        let mut set = with_image("e");
+        set.spec.revision_history_limit = Some(1);
+        let revs = stored(&set, &["a", "b", "c", "d", "e"]);
+        // A pod still runs "b"; status says the rollout started from "d".
+        let mut pod = crate::identity::new_pod(&set, 0, &revs[1].name_any());
+        pod.metadata.uid = Some("p".into());
+        set.status =
+            Some(petset_crd::PetSetStatus { current_revision: Some(revs[3].name_any()), ..Default::default() });
+        let plan = plan_revisions(&set, &selector(&set), &revs, &[&pod]);
+        let deleted: Vec<_> = plan
+            .actions
+            .iter()
+            .filter_map(|a| if let RevisionAction::Delete { name, .. } = a { Some(name.clone()) } else { None })
+            .collect();
+        // Live: b (pod), d (current), e (update). History a, c: keep the newest one.
+        assert_eq!(deleted, [revs[0].name_any()]);
+    }
+
+    #[test]
+    fn matching_orphans_are_adopted() {
+        let set = with_image("a");
+        let mut revs = stored(&set, &["a"]);
+        revs[0].metadata.owner_references = None;
+        let plan = plan_revisions(&set, &selector(&set), &revs, &[]);
+        assert_eq!(plan.actions, [RevisionAction::Adopt { name: revs[0].name_any(), uid: "rev-0".into() }]);
+        assert_eq!(plan.update, revs[0].name_any());
     }
 }

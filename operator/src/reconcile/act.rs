@@ -3,7 +3,10 @@
 //! finds it gone (NotFound) has nothing left to do, and a crash between two writes
 //! leaves a state the next sync plans from.
 
+use std::future::Future;
+
 use futures::future::join_all;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{
     Api, ResourceExt,
@@ -14,7 +17,7 @@ use petset_crd::PetSet;
 use serde_json::json;
 
 use super::plan::{Action, DeleteReason, Plan, Step};
-use crate::{Error, controller::Context, identity};
+use crate::{Error, controller::Context, identity, revision::RevisionAction};
 
 /// Runs the batches in order, the steps of a batch concurrently; stops after the first
 /// batch in which something failed, and returns that failure.
@@ -35,11 +38,64 @@ async fn run_step(set: &PetSet, step: &Step, ctx: &Context) -> Result<(), Error>
     Ok(())
 }
 
+/// One write: what it is, for metrics, events and errors.
+struct Write<'a> {
+    verb: &'static str,
+    resource: &'static str,
+    kind: &'static str,
+    name: &'a str,
+    /// Status codes that mean there was nothing left to do.
+    nothing_to_do: &'static [u16],
+    /// The event reason and note when it happened; None for no event.
+    done: Option<(&'static str, String)>,
+    /// The event reason when it failed; None for no event.
+    failed: Option<&'static str>,
+}
+
+impl Write<'_> {
+    /// Sends the request, counts it, reports it. Ok(true) when it happened, Ok(false)
+    /// when the server said there was nothing to do.
+    async fn send<T>(
+        self,
+        set: &PetSet,
+        ctx: &Context,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<bool, Error> {
+        let result = request.await;
+        ctx.metrics.write(self.verb, self.resource);
+        let related = Some((self.kind, self.name));
+        match result {
+            Ok(_) => {
+                if let Some((reason, note)) = self.done {
+                    ctx.event(set, related, EventType::Normal, reason, self.verb, note).await;
+                }
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if self.nothing_to_do.contains(&status.code) => Ok(false),
+            Err(e) => {
+                if let Some(reason) = self.failed {
+                    let note = format!(
+                        "{} {} {} in PetSet {} failed error: {}",
+                        self.verb,
+                        self.kind,
+                        self.name,
+                        set.name_any(),
+                        crate::message(&e)
+                    );
+                    ctx.event(set, related, EventType::Warning, reason, self.verb, note).await;
+                }
+                Err(Error::write(self.verb, self.kind, self.name, e))
+            }
+        }
+    }
+}
+
 async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> {
     let ns = set.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let set_name = set.name_any();
+    let patch = PatchParams::default();
     match action {
         Action::AdoptPod { name, uid } => {
             // Adopt only for the set that exists now: the cached one may have been
@@ -48,146 +104,101 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
             if fresh.uid() != set.uid() || fresh.metadata.deletion_timestamp.is_some() {
                 return Ok(());
             }
-            let patch = json!({"metadata": {"uid": uid, "ownerReferences": [identity::controller_ref(set)]}});
-            let result = pods.patch(name, &PatchParams::default(), &Patch::Strategic(&patch)).await;
-            ctx.metrics.write("patch", "pods");
-            ignore(result, &[404, 409, 422]).map_err(|e| Error::write("adopt", "Pod", name, e))?;
+            let body = json!({"metadata": {"uid": uid, "ownerReferences": [identity::controller_ref(set)]}});
+            let w = Write {
+                verb: "patch",
+                resource: "pods",
+                kind: "Pod",
+                name,
+                nothing_to_do: &[404, 409, 422],
+                done: None,
+                failed: None,
+            };
+            w.send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
         }
         Action::ReleasePod { name, uid } => {
-            let patch = json!({"metadata": {"uid": uid, "ownerReferences": [{"$patch": "delete", "uid": set.uid()}]}});
-            let result = pods.patch(name, &PatchParams::default(), &Patch::Strategic(&patch)).await;
-            ctx.metrics.write("patch", "pods");
-            ignore(result, &[404, 409, 422]).map_err(|e| Error::write("release", "Pod", name, e))?;
+            let body = json!({"metadata": {"uid": uid, "ownerReferences": [{"$patch": "delete", "uid": set.uid()}]}});
+            let w = Write {
+                verb: "patch",
+                resource: "pods",
+                kind: "Pod",
+                name,
+                nothing_to_do: &[404, 409, 422],
+                done: None,
+                failed: None,
+            };
+            w.send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
         }
         Action::CreateClaim { claim, pod } => {
             let name = claim.name_any();
-            let result = claims.create(&PostParams::default(), claim).await;
-            ctx.metrics.write("create", "persistentvolumeclaims");
-            match ignore(result, &[409]) {
-                Ok(created) => {
-                    if created {
-                        ctx.metrics.claims_created.inc();
-                        ctx.event(
-                            set,
-                            Some(("PersistentVolumeClaim", &name)),
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            "Create",
-                            format!("create Claim {name} Pod {pod} in PetSet {set_name} success"),
-                        )
-                        .await;
-                    }
-                }
-                Err(e) => {
-                    ctx.event(
-                        set,
-                        Some(("PersistentVolumeClaim", &name)),
-                        EventType::Warning,
-                        "FailedCreate",
-                        "Create",
-                        format!(
-                            "create Claim {name} for Pod {pod} in PetSet {set_name} failed error: {}",
-                            crate::message(&e)
-                        ),
-                    )
-                    .await;
-                    return Err(Error::write("create", "PersistentVolumeClaim", &name, e));
-                }
+            let done =
+                Some(("SuccessfulCreate", format!("create Claim {name} Pod {pod} in PetSet {set_name} success")));
+            let w = Write {
+                verb: "create",
+                resource: "persistentvolumeclaims",
+                kind: "PersistentVolumeClaim",
+                name: &name,
+                nothing_to_do: &[409],
+                done,
+                failed: Some("FailedCreate"),
+            };
+            if w.send(set, ctx, claims.create(&PostParams::default(), claim)).await? {
+                ctx.metrics.claims_created.inc();
             }
         }
         Action::CreatePod { pod } => {
             let name = pod.name_any();
-            let result = pods.create(&PostParams::default(), pod).await;
-            ctx.metrics.write("create", "pods");
-            match ignore(result, &[409]) {
-                Ok(created) => {
-                    if created {
-                        ctx.metrics.pods_created.inc();
-                        ctx.event(
-                            set,
-                            Some(("Pod", &name)),
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            "Create",
-                            format!("create Pod {name} in PetSet {set_name} successful"),
-                        )
-                        .await;
-                    }
-                }
-                Err(e) => {
-                    ctx.event(
-                        set,
-                        Some(("Pod", &name)),
-                        EventType::Warning,
-                        "FailedCreate",
-                        "Create",
-                        format!("create Pod {name} in PetSet {set_name} failed error: {}", crate::message(&e)),
-                    )
-                    .await;
-                    return Err(Error::write("create", "Pod", &name, e));
-                }
+            let done = Some(("SuccessfulCreate", format!("create Pod {name} in PetSet {set_name} successful")));
+            let w = Write {
+                verb: "create",
+                resource: "pods",
+                kind: "Pod",
+                name: &name,
+                nothing_to_do: &[409],
+                done,
+                failed: Some("FailedCreate"),
+            };
+            if w.send(set, ctx, pods.create(&PostParams::default(), pod)).await? {
+                ctx.metrics.pods_created.inc();
             }
         }
         Action::DeletePod { name, uid, reason } => {
-            match reason {
+            let (event, note) = match reason {
                 DeleteReason::Failed => {
-                    ctx.event(
-                        set,
-                        Some(("Pod", name)),
-                        EventType::Warning,
-                        "RecreatingFailedPod",
-                        "Delete",
-                        format!("PetSet {ns}/{set_name} is recreating failed Pod {name}"),
-                    )
-                    .await
+                    ("RecreatingFailedPod", format!("PetSet {ns}/{set_name} is recreating failed Pod {name}"))
                 }
                 DeleteReason::Succeeded => {
-                    ctx.event(
-                        set,
-                        Some(("Pod", name)),
-                        EventType::Normal,
-                        "RecreatingTerminatedPod",
-                        "Delete",
-                        format!("PetSet {ns}/{set_name} is recreating terminated Pod {name}"),
-                    )
-                    .await
+                    ("RecreatingTerminatedPod", format!("PetSet {ns}/{set_name} is recreating terminated Pod {name}"))
                 }
-                DeleteReason::ScaleDown | DeleteReason::Update => {}
-            }
+                DeleteReason::ScaleDown => {
+                    ("SuccessfulDelete", format!("delete Pod {name} in PetSet {set_name} successful"))
+                }
+                DeleteReason::Update => {
+                    ("UpdatingPod", format!("delete Pod {name} in PetSet {set_name} for the rolling update"))
+                }
+                DeleteReason::Stuck => (
+                    "ReplacingStuckPod",
+                    format!(
+                        "delete Pod {name} in PetSet {set_name}: at an old revision and not Ready for replaceUnhealthyAfterSeconds"
+                    ),
+                ),
+            };
             let params = DeleteParams {
                 preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
                 ..DeleteParams::default()
             };
-            let result = pods.delete(name, &params).await.map(|_| ());
-            ctx.metrics.write("delete", "pods");
             // 404: already gone; 409: the uid precondition failed, it is another pod now.
-            match ignore(result, &[404, 409]) {
-                Ok(deleted) => {
-                    if deleted {
-                        ctx.metrics.pods_deleted.inc();
-                        ctx.event(
-                            set,
-                            Some(("Pod", name)),
-                            EventType::Normal,
-                            "SuccessfulDelete",
-                            "Delete",
-                            format!("delete Pod {name} in PetSet {set_name} successful"),
-                        )
-                        .await;
-                    }
-                }
-                Err(e) => {
-                    ctx.event(
-                        set,
-                        Some(("Pod", name)),
-                        EventType::Warning,
-                        "FailedDelete",
-                        "Delete",
-                        format!("delete Pod {name} in PetSet {set_name} failed error: {}", crate::message(&e)),
-                    )
-                    .await;
-                    return Err(Error::write("delete", "Pod", name, e));
-                }
+            let w = Write {
+                verb: "delete",
+                resource: "pods",
+                kind: "Pod",
+                name,
+                nothing_to_do: &[404, 409],
+                done: Some((event, note)),
+                failed: Some("FailedDelete"),
+            };
+            if w.send(set, ctx, pods.delete(name, &params)).await? {
+                ctx.metrics.pods_deleted.inc();
             }
         }
         Action::FixPodIdentity { pod } => {
@@ -196,45 +207,94 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 .iter()
                 .map(|k| (k.to_string(), json!(pod.labels().get(*k))))
                 .collect();
-            let patch = json!({"metadata": {"uid": pod.uid(), "labels": labels}});
-            let result = pods.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ());
-            ctx.metrics.write("patch", "pods");
-            ignore(result, &[404]).map_err(|e| Error::write("update", "Pod", &name, e))?;
-            ctx.event(
-                set,
-                Some(("Pod", &name)),
-                EventType::Normal,
-                "SuccessfulUpdate",
-                "Update",
-                format!("update Pod {name} in PetSet {set_name} successful"),
-            )
-            .await;
+            let body = json!({"metadata": {"uid": pod.uid(), "labels": labels}});
+            let done = Some(("SuccessfulUpdate", format!("update Pod {name} in PetSet {set_name} successful")));
+            let w = Write {
+                verb: "patch",
+                resource: "pods",
+                kind: "Pod",
+                name: &name,
+                nothing_to_do: &[404],
+                done,
+                failed: Some("FailedUpdate"),
+            };
+            w.send(set, ctx, pods.patch(&name, &patch, &Patch::Merge(&body))).await?;
         }
         Action::SetClaimOwners { name, pod, owners } => {
-            let patch = json!({"metadata": {"ownerReferences": owners}});
-            let result = claims.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ());
-            ctx.metrics.write("patch", "persistentvolumeclaims");
-            ignore(result, &[404]).map_err(|e| Error::write("update", "PersistentVolumeClaim", name, e))?;
-            ctx.event(
-                set,
-                Some(("PersistentVolumeClaim", name)),
-                EventType::Normal,
-                "SuccessfulUpdate",
-                "Update",
-                format!("update Claim {name} Pod {pod} in PetSet {set_name} success"),
-            )
-            .await;
+            let body = json!({"metadata": {"ownerReferences": owners}});
+            let done =
+                Some(("SuccessfulUpdate", format!("update Claim {name} Pod {pod} in PetSet {set_name} success")));
+            let w = Write {
+                verb: "patch",
+                resource: "persistentvolumeclaims",
+                kind: "PersistentVolumeClaim",
+                name,
+                nothing_to_do: &[404],
+                done,
+                failed: Some("FailedUpdate"),
+            };
+            w.send(set, ctx, claims.patch(name, &patch, &Patch::Merge(&body))).await?;
         }
     }
     Ok(())
 }
 
-/// Ok(true) when the write happened, Ok(false) when an ignorable status code said there
-/// was nothing to do.
-fn ignore<T>(result: Result<T, kube::Error>, codes: &[u16]) -> Result<bool, kube::Error> {
-    match result {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if codes.contains(&status.code) => Ok(false),
-        Err(e) => Err(e),
+/// Runs the revision actions, one after the other.
+pub async fn revisions(set: &PetSet, actions: &[RevisionAction], ctx: &Context) -> Result<(), Error> {
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
+    let patch = PatchParams::default();
+    let resource = "controllerrevisions";
+    let kind = "ControllerRevision";
+    for action in actions {
+        match action {
+            RevisionAction::Adopt { name, uid } => {
+                let body = json!({"metadata": {"uid": uid, "ownerReferences": [identity::controller_ref(set)]}});
+                let w = Write {
+                    verb: "patch",
+                    resource,
+                    kind,
+                    name,
+                    nothing_to_do: &[404, 409, 422],
+                    done: None,
+                    failed: None,
+                };
+                w.send(set, ctx, api.patch(name, &patch, &Patch::Merge(&body))).await?;
+            }
+            RevisionAction::Create(revision) => {
+                let name = revision.name_any();
+                let w = Write {
+                    verb: "create",
+                    resource,
+                    kind,
+                    name: &name,
+                    nothing_to_do: &[409],
+                    done: None,
+                    failed: Some("FailedCreate"),
+                };
+                w.send(set, ctx, api.create(&PostParams::default(), revision)).await?;
+            }
+            RevisionAction::Renumber { name, revision } => {
+                let body = json!({"revision": revision});
+                let w = Write { verb: "patch", resource, kind, name, nothing_to_do: &[404], done: None, failed: None };
+                w.send(set, ctx, api.patch(name, &patch, &Patch::Merge(&body))).await?;
+            }
+            RevisionAction::Delete { name, uid } => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                    ..DeleteParams::default()
+                };
+                let w = Write {
+                    verb: "delete",
+                    resource,
+                    kind,
+                    name,
+                    nothing_to_do: &[404, 409],
+                    done: None,
+                    failed: None,
+                };
+                w.send(set, ctx, api.delete(name, &params)).await?;
+            }
+        }
     }
+    Ok(())
 }

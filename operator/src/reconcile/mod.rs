@@ -17,7 +17,12 @@ use petset_crd::{PetSet, PetSetStatus};
 use serde_json::json;
 use tracing::{Instrument, info_span};
 
-use crate::{Error, controller::Context, identity, revision};
+use crate::{
+    Error,
+    controller::Context,
+    identity,
+    revision::{self, RevisionAction},
+};
 use plan::{Observed, Revisions};
 use status::Rejection;
 
@@ -70,8 +75,24 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    let revisions = revisions(set);
     let observed = observe(set, ctx, now);
+    let members = plan::members(set, &selector, &observed.pods);
+    let revisions_here: Vec<_> =
+        ctx.revisions.state().iter().filter(|r| r.namespace() == set.namespace()).map(|r| r.as_ref().clone()).collect();
+    let history = revision::plan_revisions(set, &selector, &revisions_here, &members);
+    if history.collision {
+        let mut status = set.status.clone().unwrap_or_default();
+        status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
+        tracing::info!(collision_count = status.collision_count, "revision name taken by another template");
+        write_status(set, status, ctx).await?;
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    // The update revision must exist before pods name it; old history goes last.
+    let (truncate, record): (Vec<_>, Vec<_>) =
+        history.actions.iter().cloned().partition(|a| matches!(a, RevisionAction::Delete { .. }));
+    act::revisions(set, &record, ctx).await?;
+    let revisions = Revisions { current: history.current, update: history.update };
+
     let plan = plan::plan(set, &selector, &revisions, &observed);
     if let Some(why) = &plan.waiting {
         tracing::debug!(waiting = why.as_str());
@@ -80,14 +101,18 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         ctx.event(set, None, EventType::Warning, "ClaimOwnedElsewhere", "Sync", warning.clone()).await;
     }
 
-    let outcome = act::execute(set, &plan, ctx).await;
-    let rejection = outcome.as_ref().err().and_then(Error::rejection).map(|s| Rejection {
-        reason: "FailedCreate".into(),
-        message: outcome.as_ref().err().map(ToString::to_string).unwrap_or_else(|| s.message.clone()),
-    });
+    let mut outcome = act::execute(set, &plan, ctx).await;
+    if outcome.is_ok() {
+        outcome = act::revisions(set, &truncate, ctx).await;
+    }
+    let rejection = outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.rejection().map(|_| Rejection { reason: "FailedCreate".into(), message: e.to_string() }));
 
-    let members = plan::members(set, &selector, &observed.pods);
-    let status = status::compute(set, &members, &revisions, &selector, rejection.as_ref(), now);
+    let status =
+        status::compute(set, &members, &revisions, &selector, rejection.as_ref(), plan.waiting.as_deref(), now);
+    report_transitions(set, &status, ctx).await;
     write_status(set, status, ctx).await?;
 
     match outcome {
@@ -100,12 +125,34 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
-/// The revision the template asks for, and the one the pods started from.
-fn revisions(set: &PetSet) -> Revisions {
-    let collisions = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
-    let update = revision::revision_name(&set.name_any(), &set.spec.template, collisions);
-    let current = set.status.as_ref().and_then(|s| s.current_revision.clone()).unwrap_or_else(|| update.clone());
-    Revisions { current, update }
+/// Events for the rollout's story: a step newly blocked (and why), a rollout complete.
+async fn report_transitions(set: &PetSet, status: &PetSetStatus, ctx: &Context) {
+    let progressing = |s: Option<&PetSetStatus>| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == status::PROGRESSING))
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let (before, after) = (progressing(set.status.as_ref()), progressing(Some(status)));
+    let Some((value, reason, message)) = after.clone() else { return };
+    if before == after {
+        return;
+    }
+    let reason_changed = before.as_ref().map(|b| &b.1) != Some(&reason);
+    // Events about the pod a step waits on stay apart from those about other pods.
+    let set_name = set.name_any();
+    let pod = message
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .find(|t| identity::ordinal_of(&set_name, t).is_some())
+        .map(|p| ("Pod", p));
+    match (value.as_str(), reason.as_str()) {
+        ("False", _) if reason_changed => {
+            ctx.event(set, pod, EventType::Warning, &reason, "Sync", message.clone()).await
+        }
+        ("True", status::ROLLOUT_COMPLETE) if reason_changed => {
+            ctx.event(set, None, EventType::Normal, "RolloutComplete", "Sync", message).await
+        }
+        ("True", _) => ctx.event(set, pod, EventType::Normal, "Waiting", "Sync", message.clone()).await,
+        _ => {}
+    }
 }
 
 /// Reads what the set needs from the caches: the pods of its namespace that it owns or

@@ -12,7 +12,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, core::Selector, core::SelectorExt};
 use petset_crd::{PetSet, PodManagementPolicy, RetentionPolicyType, UpdateStrategyType};
 
-use crate::health::{is_finished, is_healthy, is_pending, is_running_and_ready, is_terminating, until_available};
+use crate::health::{
+    is_finished, is_healthy, is_pending, is_running_and_available, is_running_and_ready, is_terminating,
+    not_ready_since, until_available,
+};
 use crate::identity::{self, REVISION_LABEL};
 
 /// What the cluster holds for one PetSet.
@@ -79,6 +82,8 @@ pub enum DeleteReason {
     ScaleDown,
     /// At an old revision during a rolling update.
     Update,
+    /// At an old revision and not Ready for `replaceUnhealthyAfterSeconds`.
+    Stuck,
 }
 
 /// Actions for one member, run in order (its claims before its pod).
@@ -356,6 +361,9 @@ impl<'a> Planner<'a> {
                 return self.wait(format!("waiting for {pod_name} to terminate"));
             }
             if !is_running_and_ready(pod) {
+                if self.replace_if_stuck(pod, step) {
+                    return self.wait(format!("replacing {pod_name}, stuck at an old revision"));
+                }
                 return self.wait(format!("waiting for {pod_name} to be Running and Ready"));
             }
             if let Some(left) = until_available(pod, self.min_ready, self.observed.now).filter(|d| !d.is_zero()) {
@@ -375,6 +383,29 @@ impl<'a> Planner<'a> {
             step.extend(self.claim_owner_fixes(ordinal, pod));
         }
         Flow::Continue
+    }
+
+    /// The heal for kubernetes #67250 (`replaceUnhealthyAfterSeconds`): a pod at an old
+    /// revision that has not been Ready for that long is replaced rather than waited for.
+    /// Before then, the sync comes back when the bound is reached.
+    fn replace_if_stuck(&mut self, pod: &Pod, step: &mut Step) -> bool {
+        let Some(bound) = self.set.spec.replace_unhealthy_after_seconds() else { return false };
+        let outdated = pod.labels().get(REVISION_LABEL) != Some(&self.revisions.update);
+        let Some(since) = not_ready_since(pod) else { return false };
+        if !outdated || is_terminating(pod) {
+            return false;
+        }
+        let due = since + Duration::from_secs(bound as u64);
+        if self.observed.now < due {
+            self.requeue(due.duration_since(self.observed.now).try_into().unwrap_or(Duration::ZERO));
+            return false;
+        }
+        step.push(Action::DeletePod {
+            name: pod.name_any(),
+            uid: pod.uid().unwrap_or_default(),
+            reason: DeleteReason::Stuck,
+        });
+        true
     }
 
     /// A missing member: its claims first, then the pod.
@@ -472,14 +503,33 @@ impl<'a> Planner<'a> {
         if self.ordered { self.wait(format!("waiting for {name} to terminate")) } else { Flow::Continue }
     }
 
-    /// RollingUpdate: from the highest ordinal down to start + partition, replace the
-    /// first pod at an old revision, waiting while any pod there is unhealthy
-    /// (upstream's sync step 7).
+    /// RollingUpdate (upstream's sync step 7): replace pods at an old revision from the
+    /// highest ordinal down to start + partition.
     fn update(&mut self) {
         if self.set.spec.update_strategy_type() == UpdateStrategyType::OnDelete {
             return;
         }
         let floor = self.start.saturating_add(self.set.spec.partition());
+        match self.set.spec.max_unavailable() {
+            None => self.update_one_at_a_time(floor),
+            Some(max) => self.update_with_max_unavailable(floor, max),
+        }
+    }
+
+    fn outdated(&self, pod: &Pod) -> bool {
+        pod.labels().get(REVISION_LABEL) != Some(&self.revisions.update)
+    }
+
+    fn replace(&mut self, pod: &Pod) -> Step {
+        let (name, uid) = (pod.name_any(), pod.uid().unwrap_or_default());
+        let from = pod.labels().get(REVISION_LABEL).cloned().unwrap_or_default();
+        self.plan.waiting.get_or_insert(format!("replacing {name} ({from} -> {})", self.revisions.update));
+        vec![Action::DeletePod { name, uid, reason: DeleteReason::Update }]
+    }
+
+    /// The classic update: the first outdated pod from the top is replaced; an unhealthy
+    /// pod on the way waits.
+    fn update_one_at_a_time(&mut self, floor: i32) {
         for ordinal in (floor..self.end).rev() {
             let Some(pod) = self.in_range.get(&ordinal).copied() else {
                 self.wait(format!(
@@ -488,11 +538,9 @@ impl<'a> Planner<'a> {
                 ));
                 return;
             };
-            let revision = pod.labels().get(REVISION_LABEL).map(String::as_str);
-            if revision != Some(self.revisions.update.as_str()) && !is_terminating(pod) {
-                let (name, uid) = (pod.name_any(), pod.uid().unwrap_or_default());
-                self.plan.waiting.get_or_insert(format!("replacing {name} with revision {}", self.revisions.update));
-                self.push_batch(vec![vec![Action::DeletePod { name, uid, reason: DeleteReason::Update }]]);
+            if self.outdated(pod) && !is_terminating(pod) {
+                let step = self.replace(pod);
+                self.push_batch(vec![step]);
                 return;
             }
             if !is_healthy(pod) {
@@ -500,6 +548,31 @@ impl<'a> Planner<'a> {
                 return;
             }
         }
+    }
+
+    /// With maxUnavailable: as many outdated pods from the top as keeps the unavailable
+    /// pods of the set (in range, missing ones included) within the limit.
+    fn update_with_max_unavailable(&mut self, floor: i32, max: i32) {
+        let now = self.observed.now;
+        let unavailable = (self.start..self.end)
+            .filter(|o| {
+                self.in_range
+                    .get(o)
+                    .is_none_or(|p| is_terminating(p) || !is_running_and_available(p, self.min_ready, now))
+            })
+            .count() as i32;
+        if unavailable >= max {
+            self.wait(format!("rolling update waits: {unavailable} pods unavailable, maxUnavailable is {max}"));
+            return;
+        }
+        let targets: Vec<&Pod> = (floor..self.end)
+            .rev()
+            .filter_map(|o| self.in_range.get(&o).copied())
+            .filter(|p| self.outdated(p) && !is_terminating(p))
+            .take((max - unavailable) as usize)
+            .collect();
+        let steps: Vec<Step> = targets.into_iter().map(|p| self.replace(p)).collect();
+        self.push_batch(steps);
     }
 }
 

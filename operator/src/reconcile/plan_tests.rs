@@ -453,3 +453,50 @@ proptest! {
         }
     }
 }
+
+fn outdated(obs: &mut Observed) {
+    for p in &mut obs.pods {
+        p.metadata.labels.as_mut().unwrap().insert(crate::identity::REVISION_LABEL.into(), "web-old".into());
+    }
+}
+
+fn rolling(set: &mut PetSet) -> &mut petset_crd::RollingUpdate {
+    set.spec.update_strategy.as_mut().unwrap().rolling_update.as_mut().unwrap()
+}
+
+#[test]
+fn max_unavailable_replaces_that_many_from_the_top() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let mut set = petset("web", 5);
+    rolling(&mut set).max_unavailable = Some(IntOrString::Int(2));
+    let mut obs = observed(
+        &set,
+        &[(0, State::Ready), (1, State::Ready), (2, State::Ready), (3, State::Ready), (4, State::Ready)],
+    );
+    outdated(&mut obs);
+    assert_eq!(brief(&run(&set, &obs)), ["delete web-4", "delete web-3"]);
+    // 40% of 5 is 2; one pod already unavailable leaves room for one more.
+    rolling(&mut set).max_unavailable = Some(IntOrString::String("40%".into()));
+    obs.pods[4] = pod(&set, 4, State::NotReady);
+    assert_eq!(brief(&run(&parallel(set.clone()), &obs)), ["delete web-3"]);
+}
+
+#[test]
+fn stuck_pods_at_an_old_revision_are_replaced_only_when_asked_and_after_the_bound() {
+    let mut set = petset("web", 3);
+    let mut obs = observed(&set, &[(0, State::Ready), (1, State::Ready), (2, State::NotReady)]);
+    outdated(&mut obs);
+    // The pod has not been Ready for 100 s (pod() puts the transition at NOW - 100).
+    assert!(brief(&run(&set, &obs)).is_empty(), "off by default: upstream waits forever");
+    rolling(&mut set).replace_unhealthy_after_seconds = Some(300);
+    let plan = run(&set, &obs);
+    assert!(brief(&plan).is_empty(), "before the bound");
+    assert_eq!(plan.requeue_after, Some(std::time::Duration::from_secs(200)), "comes back at the bound");
+    rolling(&mut set).replace_unhealthy_after_seconds = Some(60);
+    let plan = run(&set, &obs);
+    assert_eq!(brief(&plan), ["delete web-2"]);
+    assert!(matches!(actions(&plan)[0], Action::DeletePod { reason: DeleteReason::Stuck, .. }));
+    // A pod already at the update revision is waited for, never replaced.
+    let obs = observed(&set, &[(0, State::Ready), (1, State::Ready), (2, State::NotReady)]);
+    assert!(brief(&run(&set, &obs)).is_empty());
+}

@@ -9,12 +9,20 @@ use kube::core::Selector;
 use petset_crd::{PetSet, PetSetStatus, UpdateStrategyType};
 
 use super::plan::Revisions;
-use crate::health::{is_running_and_available, is_running_and_ready, is_terminating, phase};
+use crate::health::{is_running_and_available, is_running_and_ready, is_terminating, not_ready_since, phase};
 use crate::identity::REVISION_LABEL;
 
 /// `ReplicaFailure`: the API server refused a pod or claim the spec renders (the same
 /// condition type Deployments use). Set with the server's message, which names the field.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// `Available`: every pod the spec asks for is Available (Ready for minReadySeconds).
+pub const AVAILABLE: &str = "Available";
+/// `Progressing`: True while the set moves toward its spec or once it is there
+/// (reason `RolloutComplete`); False with `ProgressDeadlineExceeded` when a pod it
+/// waits for has not been Ready for `progressDeadlineSeconds`.
+pub const PROGRESSING: &str = "Progressing";
+pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
 
 /// A write the API server refused because of the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +37,7 @@ pub fn compute(
     revisions: &Revisions,
     selector: &Selector,
     rejection: Option<&Rejection>,
+    waiting: Option<&str>,
     now: Timestamp,
 ) -> PetSetStatus {
     let old = set.status.clone().unwrap_or_default();
@@ -80,7 +89,43 @@ pub fn compute(
         None if status.replicas == desired => status.conditions.retain(|c| c.type_ != REPLICA_FAILURE),
         None => {}
     }
+
+    let available = status.available_replicas >= desired;
+    let message = format!("{} of {desired} pods available", status.available_replicas);
+    let reason = if available { "AllReplicasAvailable" } else { "ReplicasUnavailable" };
+    set_condition(&mut status, AVAILABLE, if available { "True" } else { "False" }, reason, &message, now);
+
+    let complete = status.replicas == desired
+        && status.ready_replicas == desired
+        && status.updated_replicas == desired
+        && status.current_revision == status.update_revision;
+    let (value, reason, message) = if complete {
+        ("True", ROLLOUT_COMPLETE, format!("{desired} pods at revision {} and Ready", revisions.update))
+    } else if let Some((pod, since)) = stalled(set, members, now) {
+        let deadline = set.spec.progress_deadline_seconds();
+        let since = since.strftime("%Y-%m-%dT%H:%M:%SZ");
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("{pod} not Ready since {since}, past progressDeadlineSeconds ({deadline}s)"),
+        )
+    } else {
+        let reason = if revisions.update != revisions.current { "RolloutInProgress" } else { "ScalingInProgress" };
+        ("True", reason, waiting.unwrap_or("syncing").to_string())
+    };
+    set_condition(&mut status, PROGRESSING, value, reason, &message, now);
     status
+}
+
+/// The longest-unready live member, when it has been so past the progress deadline.
+fn stalled(set: &PetSet, members: &[&Pod], now: Timestamp) -> Option<(String, Timestamp)> {
+    let deadline = std::time::Duration::from_secs(set.spec.progress_deadline_seconds() as u64);
+    members
+        .iter()
+        .filter(|p| !is_terminating(p))
+        .filter_map(|p| not_ready_since(p).map(|since| (p.metadata.name.clone().unwrap_or_default(), since)))
+        .filter(|(_, since)| *since + deadline <= now)
+        .min_by_key(|(_, since)| *since)
 }
 
 /// Sets a condition, keeping its transition time when its status does not change.
@@ -102,5 +147,58 @@ pub fn set_condition(status: &mut PetSetStatus, type_: &str, value: &str, reason
     match status.conditions.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => *c = condition,
         None => status.conditions.push(condition),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{at, petset, pod_with};
+
+    fn conditions(status: &PetSetStatus) -> Vec<(String, String, String)> {
+        status.conditions.iter().map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone())).collect()
+    }
+
+    fn member(name: &str, revision: &str, ready: bool, since: i64) -> Pod {
+        let mut pod = pod_with(name, "Running", ready, Some(at(since)));
+        pod.metadata.labels = Some([(REVISION_LABEL.to_string(), revision.to_string())].into());
+        pod
+    }
+
+    #[test]
+    fn counts_and_conditions_follow_the_pods() {
+        let set = petset("web", 2);
+        let selector = Selector::try_from(set.spec.selector.clone()).unwrap();
+        let revisions = Revisions { current: "web-a".into(), update: "web-b".into() };
+        let pods = [member("web-0", "web-a", true, 0), member("web-1", "web-b", false, 900)];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let status = compute(&set, &refs, &revisions, &selector, None, Some("waiting for web-1"), at(1000));
+        assert_eq!(
+            (status.replicas, status.ready_replicas, status.current_replicas, status.updated_replicas),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(status.current_revision.as_deref(), Some("web-a"), "moves only when the rollout completes");
+        assert_eq!(
+            conditions(&status),
+            [
+                ("Available".into(), "False".into(), "ReplicasUnavailable".into()),
+                ("Progressing".into(), "True".into(), "RolloutInProgress".into())
+            ]
+        );
+        // Past the progress deadline (600 s by default).
+        let status = compute(&set, &refs, &revisions, &selector, None, None, at(1600));
+        assert_eq!(conditions(&status)[1].2, "ProgressDeadlineExceeded");
+
+        let pods = [member("web-0", "web-b", true, 0), member("web-1", "web-b", true, 0)];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let status = compute(&set, &refs, &revisions, &selector, None, None, at(2000));
+        assert_eq!(status.current_revision.as_deref(), Some("web-b"));
+        assert_eq!(
+            conditions(&status),
+            [
+                ("Available".into(), "True".into(), "AllReplicasAvailable".into()),
+                ("Progressing".into(), "True".into(), ROLLOUT_COMPLETE.into())
+            ]
+        );
     }
 }
