@@ -121,7 +121,10 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
             Ok(Action::requeue(AFTER_REJECTION))
         }
         Err(e) => Err(e),
-        Ok(()) => Ok(Action::requeue(plan.requeue_after.map_or(RESYNC, |d| d.min(RESYNC)))),
+        Ok(()) => {
+            let next = [plan.requeue_after, status::until_deadline(set, &members, now)].into_iter().flatten().min();
+            Ok(Action::requeue(next.map_or(RESYNC, |d| d.min(RESYNC))))
+        }
     }
 }
 

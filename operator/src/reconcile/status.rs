@@ -117,6 +117,20 @@ pub fn compute(
     status
 }
 
+/// How long until a live member that is not Ready crosses the progress deadline, so
+/// the sync comes back to report it on time.
+pub fn until_deadline(set: &PetSet, members: &[&Pod], now: Timestamp) -> Option<std::time::Duration> {
+    let deadline = std::time::Duration::from_secs(set.spec.progress_deadline_seconds() as u64);
+    members
+        .iter()
+        .filter(|p| !is_terminating(p))
+        .filter_map(|p| not_ready_since(p))
+        .map(|since| since + deadline)
+        .filter(|due| *due > now)
+        .min()
+        .and_then(|due| due.duration_since(now).try_into().ok())
+}
+
 /// The longest-unready live member, when it has been so past the progress deadline.
 fn stalled(set: &PetSet, members: &[&Pod], now: Timestamp) -> Option<(String, Timestamp)> {
     let deadline = std::time::Duration::from_secs(set.spec.progress_deadline_seconds() as u64);
