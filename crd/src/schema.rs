@@ -205,8 +205,16 @@ mod tests {
     }
 
     #[test]
-    fn committed_crd_is_current() {
-        let committed = include_str!("../petset.yaml");
-        assert!(committed == crd_yaml(), "crd/petset.yaml is stale: run `cargo run -p petset-crd --bin crdgen`");
+    fn committed_crds_are_current() {
+        let copies = [
+            ("crd/petset.yaml", include_str!("../petset.yaml")),
+            (
+                "charts/petset-operator/files/petset.crd.yaml",
+                include_str!("../../charts/petset-operator/files/petset.crd.yaml"),
+            ),
+        ];
+        for (path, committed) in copies {
+            assert!(committed == crd_yaml(), "{path} is stale: run `cargo run -p petset-crd --bin crdgen`");
+        }
     }
 }

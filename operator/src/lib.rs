@@ -11,5 +11,6 @@ pub mod reconcile;
 pub mod revision;
 #[cfg(test)]
 mod testing;
+pub mod throttle;
 
 pub use error::{Error, message};
