@@ -86,16 +86,15 @@ impl Drop for Operator {
 
 impl TestNs {
     pub async fn start_operator(&self) -> Operator {
+        self.start_operator_with(self.client.clone()).await
+    }
+
+    /// The operator with another client (another identity's permissions).
+    pub async fn start_operator_with(&self, client: Client) -> Operator {
         let metrics = Arc::new(Metrics::default());
         let (ready_tx, ready) = watch::channel(false);
         let settings = Settings { namespaces: vec![self.name.clone()], ..Settings::default() };
-        let handle = tokio::spawn(controller::run(
-            self.client.clone(),
-            settings,
-            metrics.clone(),
-            ready_tx,
-            std::future::pending(),
-        ));
+        let handle = tokio::spawn(controller::run(client, settings, metrics.clone(), ready_tx, std::future::pending()));
         Operator { handle, metrics, ready }
     }
 }
@@ -217,3 +216,34 @@ pub fn describe(pod: &Pod) -> String {
 
 pub mod fixtures;
 pub mod history;
+pub mod process;
+
+/// Runs a command (kubectl or helm from `hack/cluster env`'s PATH) with the local
+/// plane's kubeconfig, feeding it `stdin`; fails with its output when it fails.
+pub async fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {program} (is `hack/cluster env` on PATH?)"))?;
+    let mut input = child.stdin.take().expect("piped stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await?;
+    }
+    drop(input);
+    let out = child.wait_with_output().await?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!("{program} {}: {}\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr), stdout);
+    }
+    Ok(stdout)
+}
+
+/// The chart's directory.
+pub fn chart() -> String {
+    format!("{}/../charts/petset-operator", env!("CARGO_MANIFEST_DIR"))
+}
