@@ -141,17 +141,21 @@ async fn canary_and_phased_rolling_updates_with_a_partition() -> anyhow::Result<
         ns.wait_pods("web", "only web-2 updated", revs(["old", "old", "new"])).await?;
 
         // Below the partition, a deleted pod comes back at the current revision...
+        let replaced = |uid: Option<String>| {
+            let revs = revs(["old", "old", "new"]);
+            move |pods: &[Pod]| {
+                revs(pods)?;
+                if pods[0].uid() == uid { Err("web-0 not replaced yet".to_string()) } else { Ok(()) }
+            }
+        };
+        let deleted_uid = ns.pods().get("web-0").await?.uid();
         ns.pods().delete("web-0", &DeleteParams::default()).await?;
-        ns.wait_pods("web", "web-0 back at the old revision", revs(["old", "old", "new"])).await?;
+        ns.wait_pods("web", "web-0 back at the old revision", replaced(deleted_uid)).await?;
         // ... and so does a failed one.
         let fail = json!({"metadata": {"annotations": {"petset.dev/sim-phase": "Failed"}}});
         let failed_uid = ns.pods().get("web-0").await?.uid();
         ns.pods().patch("web-0", &PatchParams::default(), &Patch::Merge(&fail)).await?;
-        ns.wait_pods("web", "failed web-0 replaced at the old revision", |pods| {
-            revs(["old", "old", "new"])(pods)?;
-            if pods[0].uid() == failed_uid { Err("web-0 not replaced yet".into()) } else { Ok(()) }
-        })
-        .await?;
+        ns.wait_pods("web", "failed web-0 replaced at the old revision", replaced(failed_uid)).await?;
 
         // Phased: lower the partition to roll the rest.
         ns.patch_spec("web", json!({"updateStrategy": {"rollingUpdate": {"partition": 1}}})).await?;
