@@ -137,6 +137,10 @@ fn spec_rules() -> Value {
             "!has(self.volumeClaimTemplates) || self.volumeClaimTemplates.all(c, self.volumeClaimTemplates.exists_one(d, d.metadata.name == c.metadata.name))",
             "spec.volumeClaimTemplates[].metadata.name must be unique",
         ),
+        rule(
+            "!has(self.clustering) || (has(self.serviceName) && self.serviceName != '')",
+            "spec.clustering needs spec.serviceName: the pods' DNS names go through the governing Service",
+        ),
         immutable("selector", "spec.selector"),
         immutable("volumeClaimTemplates", "spec.volumeClaimTemplates"),
         immutable("serviceName", "spec.serviceName"),

@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
         description = "Pods Ready for minReadySeconds"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader.pod", priority = 1),
     printcolumn(name = "Service", type_ = "string", json_path = ".spec.serviceName", priority = 1),
     printcolumn(name = "Policy", type_ = "string", json_path = ".spec.podManagementPolicy", priority = 1)
 )]
@@ -106,12 +107,58 @@ pub struct PetSetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordinals: Option<PetSetOrdinals>,
 
+    /// petset extension, off when unset: what the pods need to form a cluster and agree
+    /// on a leader (identity environment, the peers file, the governing Service, a
+    /// leader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clustering: Option<Clustering>,
+
     /// petset extension: seconds a pod the set waits for may stay not Ready before the
     /// `Progressing` condition turns False with reason `ProgressDeadlineExceeded`
     /// (600 when unset, as for Deployments). It only reports; it changes no behaviour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub progress_deadline_seconds: Option<i32>,
+}
+
+/// Clustering support. Present: every container and init container gets the identity
+/// environment (`PETSET_*`) and the peers file at `/etc/petset/peers`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Clustering {
+    /// Create the headless governing Service named by `serviceName` when it does not
+    /// exist (clusterIP None, publishNotReadyAddresses, the set's selector) and keep it
+    /// so. A Service someone else created is never touched.
+    #[serde(default)]
+    pub manage_service: bool,
+
+    /// Who leads, if anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderSpec>,
+
+    /// The cluster's DNS domain, for the pods' fully qualified names.
+    #[serde(default = "defaults::cluster_domain")]
+    pub cluster_domain: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderSpec {
+    /// `OperatorAssigned`: the operator picks a Ready member and keeps it while it stays
+    /// Ready. `AppElected`: the pods elect themselves through the Lease named after the
+    /// set, and the operator mirrors its holder.
+    pub policy: LeaderPolicy,
+
+    /// Maintain a Service `<set>-leader` that selects the leader pod only.
+    #[serde(default)]
+    pub service: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum LeaderPolicy {
+    #[default]
+    OperatorAssigned,
+    AppElected,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -230,6 +277,26 @@ pub struct PetSetStatus {
     /// The latest observations of the set's state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+
+    /// When every replica was first Ready at once: from then on, new pods join the
+    /// cluster instead of founding it (`PETSET_BOOTSTRAP=false`). Set with clustering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formed_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+
+    /// The current leader, with a leader policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderStatus>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderStatus {
+    /// The leader pod, absent while there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Incremented at every change of leader.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// The defaults of apps/v1 StatefulSet, as serde and the schema see them.
@@ -253,6 +320,9 @@ mod defaults {
     }
     pub fn min_ready_seconds() -> Option<i32> {
         Some(0)
+    }
+    pub fn cluster_domain() -> String {
+        "cluster.local".into()
     }
     pub fn retention_policy() -> Option<PersistentVolumeClaimRetentionPolicy> {
         Some(PersistentVolumeClaimRetentionPolicy::default())

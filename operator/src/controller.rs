@@ -9,7 +9,8 @@ use std::{sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::{Selector, SelectorExt},
@@ -24,7 +25,7 @@ use kube::{
 use petset_crd::PetSet;
 use tokio::sync::watch;
 
-use crate::{Error, identity, metrics::Metrics, reconcile};
+use crate::{Error, cluster, identity, metrics::Metrics, reconcile};
 
 /// What every sync shares.
 pub struct Context {
@@ -33,6 +34,10 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub claims: Store<PersistentVolumeClaim>,
     pub revisions: Store<ControllerRevision>,
+    /// The objects petset made for clustered sets (label `petset.dev/part-of`).
+    pub config_maps: Store<ConfigMap>,
+    pub services: Store<Service>,
+    pub leases: Store<Lease>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
 }
@@ -118,6 +123,17 @@ pub async fn run(
     )
     .touched_objects();
 
+    let part_of = || watcher::Config::default().labels(cluster::PART_OF_LABEL);
+    let (config_maps, config_map_writer) = reflector::store();
+    let config_map_events =
+        reflector::reflector(config_map_writer, watch_all::<ConfigMap>(&client, &settings.namespaces, part_of())).touched_objects();
+    let (services, service_writer) = reflector::store();
+    let service_events =
+        reflector::reflector(service_writer, watch_all::<Service>(&client, &settings.namespaces, part_of())).touched_objects();
+    let (leases, lease_writer) = reflector::store();
+    let lease_events =
+        reflector::reflector(lease_writer, watch_all::<Lease>(&client, &settings.namespaces, part_of())).touched_objects();
+
     let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -125,20 +141,27 @@ pub async fn run(
         pods: pods.clone(),
         claims: claims.clone(),
         revisions: revisions.clone(),
+        config_maps: config_maps.clone(),
+        services: services.clone(),
+        leases: leases.clone(),
         recorder: Recorder::new(client, reporter),
         metrics,
     });
 
     {
-        let (pods, claims, sets, revisions) = (pods.clone(), claims.clone(), sets.clone(), revisions.clone());
+        let stores = (pods.clone(), claims.clone(), sets.clone(), revisions.clone());
+        let more = (config_maps.clone(), services.clone(), leases.clone());
         tokio::spawn(async move {
             let synced = tokio::join!(
-                pods.wait_until_ready(),
-                claims.wait_until_ready(),
-                sets.wait_until_ready(),
-                revisions.wait_until_ready()
+                stores.0.wait_until_ready(),
+                stores.1.wait_until_ready(),
+                stores.2.wait_until_ready(),
+                stores.3.wait_until_ready(),
+                more.0.wait_until_ready(),
+                more.1.wait_until_ready(),
+                more.2.wait_until_ready()
             );
-            if let (Ok(()), Ok(()), Ok(()), Ok(())) = synced {
+            if let (Ok(()), Ok(()), Ok(()), Ok(()), Ok(()), Ok(()), Ok(())) = synced {
                 let _ = ready.send(true);
             }
         });
@@ -146,11 +169,15 @@ pub async fn run(
 
     let for_pod = owners_of(sets.clone());
     let for_claim = owners_of(sets.clone());
+    let (for_config_map, for_service, for_lease) = (owners_of(sets.clone()), owners_of(sets.clone()), owners_of(sets.clone()));
     let config = controller::Config::default().concurrency(settings.concurrency);
     Controller::for_stream(set_events.map(|r| r.map_err(Into::into)), sets)
         .with_config(config)
         .watches_stream(pod_events, move |pod: Pod| for_pod(&pod))
         .watches_stream(claim_events, move |claim: PersistentVolumeClaim| for_claim(&claim))
+        .watches_stream(config_map_events, move |c: ConfigMap| for_config_map(&c))
+        .watches_stream(service_events, move |s: Service| for_service(&s))
+        .watches_stream(lease_events, move |l: Lease| for_lease(&l))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|_| async {})

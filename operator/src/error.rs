@@ -6,7 +6,7 @@ pub enum Error {
     #[error("{verb} {kind} {name}: {}", message(source))]
     Write {
         verb: &'static str,
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,
@@ -24,8 +24,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn write(verb: &'static str, kind: &'static str, name: &str, source: kube::Error) -> Self {
-        Error::Write { verb, kind, name: name.to_string(), source }
+    pub fn write(verb: &'static str, kind: &str, name: &str, source: kube::Error) -> Self {
+        Error::Write { verb, kind: kind.to_string(), name: name.to_string(), source }
     }
 
     /// The API server refused the write because of what the spec renders (invalid

@@ -40,7 +40,8 @@ pub fn template_hash(template: &PodTemplateSpec, collision_count: i32) -> String
     hash.to_string().bytes().map(|d| SAFE[d as usize % SAFE.len()] as char).collect()
 }
 
-fn fnv1a32(bytes: &[u8]) -> u32 {
+/// FNV-1a, 32 bits: small, stable across versions and platforms.
+pub(crate) fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ *b as u32).wrapping_mul(0x0100_0193))
 }
 

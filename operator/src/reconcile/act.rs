@@ -17,7 +17,7 @@ use petset_crd::PetSet;
 use serde_json::json;
 
 use super::plan::{Action, DeleteReason, Plan, Step};
-use crate::{Error, controller::Context, identity, revision::RevisionAction};
+use crate::{Error, cluster, controller::Context, identity, revision::RevisionAction};
 
 /// Runs the batches in order, the steps of a batch concurrently; stops after the first
 /// batch in which something failed, and returns that failure.
@@ -39,23 +39,23 @@ async fn run_step(set: &PetSet, step: &Step, ctx: &Context) -> Result<(), Error>
 }
 
 /// One write: what it is, for metrics, events and errors.
-struct Write<'a> {
-    verb: &'static str,
-    resource: &'static str,
-    kind: &'static str,
-    name: &'a str,
+pub(super) struct Write<'a> {
+    pub verb: &'static str,
+    pub resource: &'static str,
+    pub kind: &'a str,
+    pub name: &'a str,
     /// Status codes that mean there was nothing left to do.
-    nothing_to_do: &'static [u16],
+    pub nothing_to_do: &'static [u16],
     /// The event reason and note when it happened; None for no event.
-    done: Option<(&'static str, String)>,
+    pub done: Option<(&'static str, String)>,
     /// The event reason when it failed; None for no event.
-    failed: Option<&'static str>,
+    pub failed: Option<&'static str>,
 }
 
 impl Write<'_> {
     /// Sends the request, counts it, reports it. Ok(true) when it happened, Ok(false)
     /// when the server said there was nothing to do.
-    async fn send<T>(
+    pub async fn send<T>(
         self,
         set: &PetSet,
         ctx: &Context,
@@ -219,6 +219,12 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 failed: Some("FailedUpdate"),
             };
             w.send(set, ctx, pods.patch(&name, &patch, &Patch::Merge(&body))).await?;
+        }
+        Action::SetRole { name, role } => {
+            let body = json!({"metadata": {"labels": {cluster::ROLE_LABEL: role}}});
+            let done = Some(("SetRole", format!("label Pod {name} of PetSet {set_name} {}={role}", cluster::ROLE_LABEL)));
+            let w = Write { verb: "patch", resource: "pods", kind: "Pod", name, nothing_to_do: &[404], done, failed: Some("FailedUpdate") };
+            w.send(set, ctx, pods.patch(name, &patch, &Patch::Merge(&body))).await?;
         }
         Action::SetClaimOwners { name, pod, owners } => {
             let body = json!({"metadata": {"ownerReferences": owners}});

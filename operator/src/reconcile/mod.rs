@@ -1,6 +1,7 @@
 //! One sync of one PetSet: observe -> plan -> act -> status.
 
 pub mod act;
+mod clustering;
 pub mod plan;
 pub mod status;
 
@@ -18,7 +19,7 @@ use serde_json::json;
 use tracing::{Instrument, info_span};
 
 use crate::{
-    Error,
+    Error, cluster,
     controller::Context,
     identity,
     revision::{self, RevisionAction},
@@ -93,7 +94,9 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     act::revisions(set, &record, ctx).await?;
     let revisions = Revisions { current: history.current, update: history.update };
 
-    let plan = plan::plan(set, &selector, &revisions, &observed);
+    let lease = ctx.leases.get(&ObjectRef::new(&set.name_any()).within(&set.namespace().unwrap_or_default()));
+    let leadership = cluster::leadership(set, &members, &revisions.update, lease.as_deref(), now);
+    let plan = plan::plan(set, &selector, &revisions, &observed, leadership.as_ref());
     if let Some(why) = &plan.waiting {
         tracing::debug!(waiting = why.as_str());
     }
@@ -105,13 +108,30 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     if outcome.is_ok() {
         outcome = act::revisions(set, &truncate, ctx).await;
     }
+    if let (Ok(()), Some(clustering)) = (&outcome, &set.spec.clustering) {
+        let leader = leadership.as_ref().and_then(|l| l.leader.as_deref());
+        outcome = clustering::sync(set, clustering, &members, leader, ctx).await;
+    }
+    if let (Ok(()), Some((from, to))) = (&outcome, leadership.as_ref().and_then(|l| l.moved.clone())) {
+        let note = format!("leader: {} -> {}", from.as_deref().unwrap_or("none"), to.as_deref().unwrap_or("none"));
+        let pod = to.as_deref().or(from.as_deref()).map(|p| ("Pod", p));
+        ctx.event(set, pod, EventType::Normal, "LeaderChanged", "Sync", note).await;
+    }
     let rejection = outcome
         .as_ref()
         .err()
         .and_then(|e| e.rejection().map(|_| Rejection { reason: "FailedCreate".into(), message: e.to_string() }));
 
-    let status =
-        status::compute(set, &members, &revisions, &selector, rejection.as_ref(), plan.waiting.as_deref(), now);
+    let status = status::compute(
+        set,
+        &members,
+        &revisions,
+        &selector,
+        rejection.as_ref(),
+        plan.waiting.as_deref(),
+        leadership.as_ref().filter(|_| outcome.is_ok()),
+        now,
+    );
     report_transitions(set, &status, ctx).await;
     write_status(set, status, ctx).await?;
 
@@ -122,7 +142,11 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         }
         Err(e) => Err(e),
         Ok(()) => {
-            let next = [plan.requeue_after, status::until_deadline(set, &members, now)].into_iter().flatten().min();
+            let lease_expiry = cluster::lease_expiry(lease.as_deref())
+                .filter(|t| *t > now)
+                .and_then(|t| t.duration_since(now).try_into().ok());
+            let next =
+                [plan.requeue_after, status::until_deadline(set, &members, now), lease_expiry].into_iter().flatten().min();
             Ok(Action::requeue(next.map_or(RESYNC, |d| d.min(RESYNC))))
         }
     }

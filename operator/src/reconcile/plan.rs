@@ -16,6 +16,7 @@ use crate::health::{
     is_finished, is_healthy, is_pending, is_running_and_available, is_running_and_ready, is_terminating,
     not_ready_since, until_available,
 };
+use crate::cluster::{self, FOLLOWER, LEADER, Leadership};
 use crate::identity::{self, REVISION_LABEL};
 
 /// What the cluster holds for one PetSet.
@@ -69,6 +70,11 @@ pub enum Action {
         name: String,
         pod: String,
         owners: Vec<OwnerReference>,
+    },
+    /// Label a pod `petset.dev/role: leader` or `follower`.
+    SetRole {
+        name: String,
+        role: &'static str,
     },
 }
 
@@ -136,9 +142,16 @@ fn claim(set: &PetSet, selector: &Selector, pod: &Pod) -> Claim {
     }
 }
 
-/// Plans one sync of `set`.
-pub fn plan(set: &PetSet, selector: &Selector, revisions: &Revisions, observed: &Observed) -> Plan {
+/// Plans one sync of `set`; `leadership` is the leader decision for sets with a leader.
+pub fn plan(
+    set: &PetSet,
+    selector: &Selector,
+    revisions: &Revisions,
+    observed: &Observed,
+    leadership: Option<&Leadership>,
+) -> Plan {
     let mut planner = Planner::new(set, revisions, observed);
+    planner.leader = leadership.and_then(|l| l.leader.clone());
 
     let mut claiming = Vec::new();
     for pod in &observed.pods {
@@ -155,6 +168,15 @@ pub fn plan(set: &PetSet, selector: &Selector, revisions: &Revisions, observed: 
     // the pods.
     if set.metadata.deletion_timestamp.is_some() {
         return planner.finish();
+    }
+
+    // Never two leaders: the old label goes in one batch, the new one in the next.
+    if let Some(l) = leadership {
+        let demote = l.demote.iter().map(|name| vec![Action::SetRole { name: name.clone(), role: FOLLOWER }]).collect();
+        planner.push_batch(demote);
+        if let Some(name) = &l.promote {
+            planner.push_batch(vec![vec![Action::SetRole { name: name.clone(), role: LEADER }]]);
+        }
     }
 
     let members = members(set, selector, &observed.pods);
@@ -188,6 +210,8 @@ struct Planner<'a> {
     in_range: BTreeMap<i32, &'a Pod>,
     /// Out-of-range members, highest ordinal first.
     condemned: Vec<(i32, &'a Pod)>,
+    /// The leader after this sync's leadership changes: rolling updates replace it last.
+    leader: Option<String>,
     plan: Plan,
 }
 
@@ -205,6 +229,7 @@ impl<'a> Planner<'a> {
             min_ready: set.spec.min_ready_seconds(),
             in_range: BTreeMap::new(),
             condemned: Vec::new(),
+            leader: None,
             plan: Plan::default(),
         }
     }
@@ -432,7 +457,10 @@ impl<'a> Planner<'a> {
             }
         }
         self.create_missing_claims(ordinal, &pod_name, step);
-        let pod = identity::new_pod(self.set, ordinal, self.revision_for(ordinal));
+        let mut pod = identity::new_pod(self.set, ordinal, self.revision_for(ordinal));
+        if let Some(clustering) = &self.set.spec.clustering {
+            cluster::inject(self.set, clustering, &mut pod, ordinal);
+        }
         step.push(Action::CreatePod { pod });
         if self.ordered { self.wait(format!("waiting for {pod_name} to be Running and Ready")) } else { Flow::Continue }
     }
@@ -527,10 +555,18 @@ impl<'a> Planner<'a> {
         vec![Action::DeletePod { name, uid, reason: DeleteReason::Update }]
     }
 
+    /// Ordinals from the top down to the floor, the leader's last (leader last: a
+    /// rolling update replaces followers first).
+    fn update_order(&self, floor: i32) -> Vec<i32> {
+        let is_leader = |o: &i32| self.leader.as_deref() == Some(identity::pod_name(&self.set_name, *o).as_str());
+        let (leader, others): (Vec<i32>, Vec<i32>) = (floor..self.end).rev().partition(is_leader);
+        others.into_iter().chain(leader).collect()
+    }
+
     /// The classic update: the first outdated pod from the top is replaced; an unhealthy
     /// pod on the way waits.
     fn update_one_at_a_time(&mut self, floor: i32) {
-        for ordinal in (floor..self.end).rev() {
+        for ordinal in self.update_order(floor) {
             let Some(pod) = self.in_range.get(&ordinal).copied() else {
                 self.wait(format!(
                     "rolling update waits for {} to be created",
@@ -565,8 +601,9 @@ impl<'a> Planner<'a> {
             self.wait(format!("rolling update waits: {unavailable} pods unavailable, maxUnavailable is {max}"));
             return;
         }
-        let targets: Vec<&Pod> = (floor..self.end)
-            .rev()
+        let targets: Vec<&Pod> = self
+            .update_order(floor)
+            .into_iter()
             .filter_map(|o| self.in_range.get(&o).copied())
             .filter(|p| self.outdated(p) && !is_terminating(p))
             .take((max - unavailable) as usize)

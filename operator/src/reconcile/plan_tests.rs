@@ -61,7 +61,7 @@ fn observed(set: &PetSet, pods: &[(i32, State)]) -> Observed {
 
 fn run(set: &PetSet, observed: &Observed) -> Plan {
     let selector = Selector::try_from(set.spec.selector.clone()).unwrap();
-    plan(set, &selector, &rev(), observed)
+    plan(set, &selector, &rev(), observed, None)
 }
 
 fn actions(plan: &Plan) -> Vec<&Action> {
@@ -79,6 +79,7 @@ fn brief(plan: &Plan) -> Vec<String> {
             Action::CreatePod { pod } => format!("create {}", pod.name_any()),
             Action::DeletePod { name, .. } => format!("delete {name}"),
             Action::FixPodIdentity { pod } => format!("fix {}", pod.name_any()),
+            Action::SetRole { name, role } => format!("{role} {name}"),
             Action::SetClaimOwners { name, owners, .. } => {
                 format!("own {name} by {}", owners.iter().map(|o| o.kind.as_str()).collect::<Vec<_>>().join(","))
             }

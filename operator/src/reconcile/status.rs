@@ -6,9 +6,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::core::Selector;
-use petset_crd::{PetSet, PetSetStatus, UpdateStrategyType};
+use petset_crd::{LeaderStatus, PetSet, PetSetStatus, UpdateStrategyType};
 
 use super::plan::Revisions;
+use crate::cluster::Leadership;
 use crate::health::{is_running_and_available, is_running_and_ready, is_terminating, not_ready_since, phase};
 use crate::identity::REVISION_LABEL;
 
@@ -38,6 +39,7 @@ pub fn compute(
     selector: &Selector,
     rejection: Option<&Rejection>,
     waiting: Option<&str>,
+    leadership: Option<&Leadership>,
     now: Timestamp,
 ) -> PetSetStatus {
     let old = set.status.clone().unwrap_or_default();
@@ -114,6 +116,21 @@ pub fn compute(
         ("True", reason, waiting.unwrap_or("syncing").to_string())
     };
     set_condition(&mut status, PROGRESSING, value, reason, &message, now);
+
+    if set.spec.clustering.is_some() {
+        let formed_now = desired > 0 && status.ready_replicas == desired;
+        status.formed_at = old.formed_at.clone().or_else(|| formed_now.then_some(Time(now)));
+    }
+    let old_leader = old.leader.clone().unwrap_or_default();
+    status.leader = match leadership {
+        Some(l) => Some(LeaderStatus {
+            epoch: old_leader.epoch + i64::from(l.moved.is_some()),
+            pod: l.leader.clone(),
+        }),
+        // Without a decision this sync (no policy, or the labels did not land), keep it.
+        None if set.spec.clustering.as_ref().is_some_and(|c| c.leader.is_some()) => old.leader,
+        None => None,
+    };
     status
 }
 
@@ -186,7 +203,7 @@ mod tests {
         let revisions = Revisions { current: "web-a".into(), update: "web-b".into() };
         let pods = [member("web-0", "web-a", true, 0), member("web-1", "web-b", false, 900)];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let status = compute(&set, &refs, &revisions, &selector, None, Some("waiting for web-1"), at(1000));
+        let status = compute(&set, &refs, &revisions, &selector, None, Some("waiting for web-1"), None, at(1000));
         assert_eq!(
             (status.replicas, status.ready_replicas, status.current_replicas, status.updated_replicas),
             (2, 1, 1, 1)
@@ -200,12 +217,12 @@ mod tests {
             ]
         );
         // Past the progress deadline (600 s by default).
-        let status = compute(&set, &refs, &revisions, &selector, None, None, at(1600));
+        let status = compute(&set, &refs, &revisions, &selector, None, None, None, at(1600));
         assert_eq!(conditions(&status)[1].2, "ProgressDeadlineExceeded");
 
         let pods = [member("web-0", "web-b", true, 0), member("web-1", "web-b", true, 0)];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let status = compute(&set, &refs, &revisions, &selector, None, None, at(2000));
+        let status = compute(&set, &refs, &revisions, &selector, None, None, None, at(2000));
         assert_eq!(status.current_revision.as_deref(), Some("web-b"));
         assert_eq!(
             conditions(&status),
