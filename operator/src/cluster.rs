@@ -81,10 +81,19 @@ pub fn inject(set: &PetSet, clustering: &Clustering, pod: &mut Pod, ordinal: i32
     for container in containers {
         let vars = container.env.get_or_insert_with(Vec::new);
         vars.retain(|v| !env.iter().any(|(name, _)| v.name == *name));
-        vars.extend(env.iter().map(|(name, value)| EnvVar { name: name.to_string(), value: Some(value.clone()), value_from: None }));
+        vars.extend(env.iter().map(|(name, value)| EnvVar {
+            name: name.to_string(),
+            value: Some(value.clone()),
+            value_from: None,
+        }));
         let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
         mounts.retain(|m| m.name != PEERS_VOLUME);
-        mounts.push(VolumeMount { name: PEERS_VOLUME.into(), mount_path: PEERS_DIR.into(), read_only: Some(true), ..Default::default() });
+        mounts.push(VolumeMount {
+            name: PEERS_VOLUME.into(),
+            mount_path: PEERS_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
     }
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| v.name != PEERS_VOLUME);
@@ -192,8 +201,13 @@ pub fn leader_service(set: &PetSet) -> Service {
 
 /// A Service without ports must be headless.
 fn ports_or_headless(set: &PetSet) -> Option<String> {
-    let has_ports =
-        set.spec.template.spec.iter().flat_map(|s| s.containers.iter()).any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()));
+    let has_ports = set
+        .spec
+        .template
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .any(|c| c.ports.as_ref().is_some_and(|p| !p.is_empty()));
     (!has_ports).then(|| "None".to_string())
 }
 
@@ -232,11 +246,15 @@ pub fn leadership(
     let name = set.name_any();
     let start = set.spec.start_ordinal();
     let end = start.saturating_add(set.spec.replicas());
-    let in_range: Vec<&Pod> = members
+    // Lowest ordinal first: among equals, the lowest leads.
+    let mut in_range: Vec<(i32, &Pod)> = members
         .iter()
-        .copied()
-        .filter(|p| identity::ordinal_of(&name, &p.name_any()).is_some_and(|o| (start..end).contains(&o)))
+        .filter_map(|p| {
+            identity::ordinal_of(&name, &p.name_any()).filter(|o| (start..end).contains(o)).map(|o| (o, *p))
+        })
         .collect();
+    in_range.sort_by_key(|(o, _)| *o);
+    let in_range: Vec<&Pod> = in_range.into_iter().map(|(_, p)| p).collect();
     let healthy = |p: &&Pod| is_healthy(p);
     let updated = |p: &&Pod| p.labels().get(REVISION_LABEL).map(String::as_str) == Some(update_revision);
     let recorded = set.status.as_ref().and_then(|s| s.leader.as_ref()).and_then(|l| l.pod.clone());
@@ -244,10 +262,18 @@ pub fn leadership(
     let leader = match policy {
         LeaderPolicy::AppElected => lease_holder(lease, now).filter(|h| in_range.iter().any(|p| p.name_any() == *h)),
         LeaderPolicy::OperatorAssigned => {
-            let current = recorded.as_ref().and_then(|r| in_range.iter().copied().find(|p| p.name_any() == *r)).filter(healthy);
-            let successor = in_range.iter().copied().filter(healthy).filter(|p| updated(p)).find(|p| Some(p.name_any()) != recorded);
+            let current =
+                recorded.as_ref().and_then(|r| in_range.iter().copied().find(|p| p.name_any() == *r)).filter(healthy);
+            let successor = in_range
+                .iter()
+                .copied()
+                .filter(healthy)
+                .filter(|p| updated(p))
+                .find(|p| Some(p.name_any()) != recorded);
             match current {
-                Some(c) if !updated(&c) && only_outdated(set, &in_range, &c, update_revision) && successor.is_some() => {
+                Some(c)
+                    if !updated(&c) && only_outdated(set, &in_range, &c, update_revision) && successor.is_some() =>
+                {
                     successor.map(|p| p.name_any())
                 }
                 Some(c) => Some(c.name_any()),
@@ -340,7 +366,8 @@ mod tests {
     }
 
     fn led_by(mut set: PetSet, pod: &str) -> PetSet {
-        set.status = Some(PetSetStatus { leader: Some(LeaderStatus { pod: Some(pod.into()), epoch: 1 }), ..Default::default() });
+        set.status =
+            Some(PetSetStatus { leader: Some(LeaderStatus { pod: Some(pod.into()), epoch: 1 }), ..Default::default() });
         set
     }
 
@@ -354,7 +381,8 @@ mod tests {
         inject(&set, set.spec.clustering.as_ref().unwrap(), &mut pod, 6);
         let spec = pod.spec.unwrap();
         for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
-            let env: BTreeMap<_, _> = c.env.iter().flatten().map(|e| (e.name.as_str(), e.value.clone().unwrap())).collect();
+            let env: BTreeMap<_, _> =
+                c.env.iter().flatten().map(|e| (e.name.as_str(), e.value.clone().unwrap())).collect();
             assert_eq!(env["PETSET_ORDINAL"], "6");
             assert_eq!(env["PETSET_FQDN"], "web-6.web.ns.svc.cluster.local");
             assert_eq!(env["PETSET_SEED_FQDN"], "web-5.web.ns.svc.cluster.local");
@@ -367,12 +395,24 @@ mod tests {
     #[test]
     fn operator_assigned_leadership_is_sticky_and_moves_when_unhealthy() {
         let set = led_by(clustered(LeaderPolicy::OperatorAssigned), "web-1");
-        let pods = [member("web-0", true, "r", None), member("web-1", true, "r", Some(LEADER)), member("web-2", true, "r", None)];
+        let pods = [
+            member("web-0", true, "r", None),
+            member("web-1", true, "r", Some(LEADER)),
+            member("web-2", true, "r", None),
+        ];
         let refs: Vec<&Pod> = pods.iter().collect();
         let l = leadership(&set, &refs, "r", None, at(10)).unwrap();
-        assert_eq!((l.leader.as_deref(), l.demote.len(), l.promote.as_deref(), &l.moved), (Some("web-1"), 0, None, &None));
+        assert_eq!(
+            (l.leader.as_deref(), l.demote.len(), l.promote.as_deref(), &l.moved),
+            (Some("web-1"), 0, None, &None)
+        );
 
-        let pods = [member("web-0", true, "r", None), member("web-1", false, "r", Some(LEADER)), member("web-2", true, "r", None)];
+        // Members come in any order; the lowest healthy ordinal takes over.
+        let pods = [
+            member("web-2", true, "r", None),
+            member("web-1", false, "r", Some(LEADER)),
+            member("web-0", true, "r", None),
+        ];
         let refs: Vec<&Pod> = pods.iter().collect();
         let l = leadership(&set, &refs, "r", None, at(10)).unwrap();
         assert_eq!(l.leader.as_deref(), Some("web-0"));
@@ -383,12 +423,20 @@ mod tests {
     #[test]
     fn leadership_moves_to_an_updated_follower_before_the_leader_is_replaced() {
         let set = led_by(clustered(LeaderPolicy::OperatorAssigned), "web-0");
-        let pods = [member("web-0", true, "old", Some(LEADER)), member("web-1", true, "new", None), member("web-2", true, "new", None)];
+        let pods = [
+            member("web-0", true, "old", Some(LEADER)),
+            member("web-1", true, "new", None),
+            member("web-2", true, "new", None),
+        ];
         let refs: Vec<&Pod> = pods.iter().collect();
         let l = leadership(&set, &refs, "new", None, at(10)).unwrap();
         assert_eq!(l.leader.as_deref(), Some("web-1"));
         // While other pods still wait for the update, the leader stays.
-        let pods = [member("web-0", true, "old", Some(LEADER)), member("web-1", true, "old", None), member("web-2", true, "new", None)];
+        let pods = [
+            member("web-0", true, "old", Some(LEADER)),
+            member("web-1", true, "old", None),
+            member("web-2", true, "new", None),
+        ];
         let refs: Vec<&Pod> = pods.iter().collect();
         assert_eq!(leadership(&set, &refs, "new", None, at(10)).unwrap().leader.as_deref(), Some("web-0"));
     }

@@ -126,13 +126,15 @@ pub async fn run(
     let part_of = || watcher::Config::default().labels(cluster::PART_OF_LABEL);
     let (config_maps, config_map_writer) = reflector::store();
     let config_map_events =
-        reflector::reflector(config_map_writer, watch_all::<ConfigMap>(&client, &settings.namespaces, part_of())).touched_objects();
+        reflector::reflector(config_map_writer, watch_all::<ConfigMap>(&client, &settings.namespaces, part_of()))
+            .touched_objects();
     let (services, service_writer) = reflector::store();
     let service_events =
-        reflector::reflector(service_writer, watch_all::<Service>(&client, &settings.namespaces, part_of())).touched_objects();
+        reflector::reflector(service_writer, watch_all::<Service>(&client, &settings.namespaces, part_of()))
+            .touched_objects();
     let (leases, lease_writer) = reflector::store();
-    let lease_events =
-        reflector::reflector(lease_writer, watch_all::<Lease>(&client, &settings.namespaces, part_of())).touched_objects();
+    let lease_events = reflector::reflector(lease_writer, watch_all::<Lease>(&client, &settings.namespaces, part_of()))
+        .touched_objects();
 
     let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
     let ctx = Arc::new(Context {
@@ -169,7 +171,8 @@ pub async fn run(
 
     let for_pod = owners_of(sets.clone());
     let for_claim = owners_of(sets.clone());
-    let (for_config_map, for_service, for_lease) = (owners_of(sets.clone()), owners_of(sets.clone()), owners_of(sets.clone()));
+    let (for_config_map, for_service, for_lease) =
+        (owners_of(sets.clone()), owners_of(sets.clone()), owners_of(sets.clone()));
     let config = controller::Config::default().concurrency(settings.concurrency);
     Controller::for_stream(set_events.map(|r| r.map_err(Into::into)), sets)
         .with_config(config)

@@ -22,12 +22,16 @@ pub enum Happened {
     Ready(String),
     NotReady(String),
     Deleting(String),
+    /// The pod's `petset.dev/role` label changed to this value.
+    Role(String, String),
 }
 
 /// Records pod transitions from the moment it starts until it is dropped.
 pub struct History {
     seen: Arc<Mutex<Vec<Happened>>>,
     task: tokio::task::JoinHandle<()>,
+    /// The most pods labelled leader at any one time.
+    max_leaders: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Drop for History {
@@ -43,8 +47,11 @@ impl History {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
         let record = seen.clone();
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let max_leaders = most.clone();
         let task = tokio::spawn(async move {
             let mut state: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+            let mut roles: BTreeMap<String, String> = BTreeMap::new();
             let mut synced = Some(synced_tx);
             let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()).default_backoff());
             while let Some(Ok(event)) = events.next().await {
@@ -59,10 +66,15 @@ impl History {
                     watcher::Event::InitApply(pod) => {
                         let state_now = (pod_ready(&pod), pod.metadata.deletion_timestamp.is_some());
                         state.insert(pod.uid().unwrap_or_default(), state_now);
+                        roles.insert(pod.name_any(), role(&pod));
                         continue;
                     }
                     watcher::Event::Apply(pod) => pod,
-                    watcher::Event::Delete(_) | watcher::Event::Init => continue,
+                    watcher::Event::Delete(pod) => {
+                        roles.remove(&pod.name_any());
+                        continue;
+                    }
+                    watcher::Event::Init => continue,
                 };
                 let name = pod.name_any();
                 let ready = pod_ready(&pod);
@@ -83,10 +95,17 @@ impl History {
                     log.push(Happened::Deleting(name.clone()));
                 }
                 state.insert(pod.uid().unwrap_or_default(), (ready, deleting));
+                let now = role(&pod);
+                if roles.get(&name) != Some(&now) {
+                    log.push(Happened::Role(name.clone(), now.clone()));
+                    roles.insert(name.clone(), now);
+                }
+                let leaders = roles.values().filter(|r| *r == "leader").count();
+                max_leaders.fetch_max(leaders, std::sync::atomic::Ordering::SeqCst);
             }
         });
         let _ = synced_rx.await;
-        History { seen, task }
+        History { seen, task, max_leaders: most }
     }
 
     pub fn events(&self) -> Vec<Happened> {
@@ -103,8 +122,17 @@ impl History {
         self.events().into_iter().filter_map(|e| if let Happened::Deleting(n) = e { Some(n) } else { None }).collect()
     }
 
+    /// The most pods labelled `petset.dev/role: leader` at the same time, so far.
+    pub fn max_leaders(&self) -> usize {
+        self.max_leaders.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Position of the first matching event.
     pub fn position(&self, what: &Happened) -> Option<usize> {
         self.events().iter().position(|e| e == what)
     }
+}
+
+fn role(pod: &Pod) -> String {
+    pod.labels().get("petset.dev/role").cloned().unwrap_or_default()
 }

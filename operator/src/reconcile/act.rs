@@ -222,8 +222,17 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
         }
         Action::SetRole { name, role } => {
             let body = json!({"metadata": {"labels": {cluster::ROLE_LABEL: role}}});
-            let done = Some(("SetRole", format!("label Pod {name} of PetSet {set_name} {}={role}", cluster::ROLE_LABEL)));
-            let w = Write { verb: "patch", resource: "pods", kind: "Pod", name, nothing_to_do: &[404], done, failed: Some("FailedUpdate") };
+            let done =
+                Some(("SetRole", format!("label Pod {name} of PetSet {set_name} {}={role}", cluster::ROLE_LABEL)));
+            let w = Write {
+                verb: "patch",
+                resource: "pods",
+                kind: "Pod",
+                name,
+                nothing_to_do: &[404],
+                done,
+                failed: Some("FailedUpdate"),
+            };
             w.send(set, ctx, pods.patch(name, &patch, &Patch::Merge(&body))).await?;
         }
         Action::SetClaimOwners { name, pod, owners } => {

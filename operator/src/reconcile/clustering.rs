@@ -1,6 +1,6 @@
 //! Keeps the objects a clustered set has besides its pods: the peers ConfigMap, the
 //! governing and leader Services, the election Lease. Each is built by `cluster` and
-//! applied (server-side) only when what is cached differs from what is wanted.
+//! applied (server-side) only when the cached object lacks some of what is wanted.
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -11,12 +11,10 @@ use kube::{
 };
 use petset_crd::{Clustering, LeaderPolicy, PetSet};
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{FIELD_MANAGER, act::Write};
 use crate::{Error, cluster, controller::Context};
-
-/// The annotation holding a hash of what the operator last applied to an object.
-const APPLIED: &str = "petset.dev/applied";
 
 pub async fn sync(
     set: &PetSet,
@@ -30,7 +28,8 @@ pub async fn sync(
     let text = cluster::peers_text(set, clustering, members, leader);
     let peers = cluster::peers_config_map(set, text);
     let cached = ctx.config_maps.get(&ObjectRef::new(&cluster::peers_config_map_name(&name)).within(&ns));
-    apply(set, ctx, Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns), peers, cached.as_deref(), "configmaps").await?;
+    apply(set, ctx, Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns), peers, cached.as_deref(), "configmaps")
+        .await?;
 
     let services = Api::<Service>::namespaced(ctx.client.clone(), &ns);
     if clustering.manage_service {
@@ -44,7 +43,15 @@ pub async fn sync(
                 None => apply(set, ctx, services.clone(), wanted, None, "services").await?,
                 Some(theirs) if !theirs.owner_references().iter().any(|r| Some(&r.uid) == set.uid().as_ref()) => {
                     let note = format!("Service {service_name} exists and was not created by this PetSet: left alone");
-                    ctx.event(set, Some(("Service", &service_name)), EventType::Warning, "ServiceNotManaged", "Sync", note).await;
+                    ctx.event(
+                        set,
+                        Some(("Service", &service_name)),
+                        EventType::Warning,
+                        "ServiceNotManaged",
+                        "Sync",
+                        note,
+                    )
+                    .await;
                 }
                 Some(ours) => apply(set, ctx, services.clone(), wanted, Some(&ours), "services").await?,
             },
@@ -56,34 +63,70 @@ pub async fn sync(
             let cached = ctx.services.get(&ObjectRef::new(&wanted.name_any()).within(&ns));
             apply(set, ctx, services, wanted, cached.as_deref(), "services").await?;
         }
-        if leader_spec.policy == LeaderPolicy::AppElected && ctx.leases.get(&ObjectRef::new(&name).within(&ns)).is_none() {
+        if leader_spec.policy == LeaderPolicy::AppElected
+            && ctx.leases.get(&ObjectRef::new(&name).within(&ns)).is_none()
+        {
             // Created once; from then on it belongs to the pods that compete for it.
             let lease = cluster::election_lease(set);
             let leases = Api::<Lease>::namespaced(ctx.client.clone(), &ns);
-            let w = Write { verb: "create", resource: "leases", kind: "Lease", name: &name, nothing_to_do: &[409], done: None, failed: Some("FailedCreate") };
+            let w = Write {
+                verb: "create",
+                resource: "leases",
+                kind: "Lease",
+                name: &name,
+                nothing_to_do: &[409],
+                done: None,
+                failed: Some("FailedCreate"),
+            };
             w.send(set, ctx, leases.create(&PostParams::default(), &lease)).await?;
         }
     }
     Ok(())
 }
 
-/// Applies `wanted` unless `cached` carries the same applied hash.
-async fn apply<K>(set: &PetSet, ctx: &Context, api: Api<K>, mut wanted: K, cached: Option<&K>, resource: &'static str) -> Result<(), Error>
+/// Applies `wanted` unless `cached` already has every field it sets (what the server
+/// defaults or others add is left alone; a changed field is put back).
+async fn apply<K>(
+    set: &PetSet,
+    ctx: &Context,
+    api: Api<K>,
+    wanted: K,
+    cached: Option<&K>,
+    resource: &'static str,
+) -> Result<(), Error>
 where
     K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let hash = format!("{:x}", crate::revision::fnv1a32(&serde_json::to_vec(&wanted).unwrap_or_default()));
-    if cached.is_some_and(|c| c.annotations().get(APPLIED) == Some(&hash)) {
-        return Ok(());
-    }
-    wanted.annotations_mut().insert(APPLIED.into(), hash);
-    let name = wanted.name_any();
     let mut body = serde_json::to_value(&wanted).unwrap_or_default();
+    if let Some(cached) = cached {
+        let have = serde_json::to_value(cached).unwrap_or_default();
+        if contains(&have, &body) {
+            return Ok(());
+        }
+    }
+    let name = wanted.name_any();
     body["apiVersion"] = K::api_version(&Default::default()).into();
     body["kind"] = K::kind(&Default::default()).into();
     let kind = K::kind(&Default::default()).to_string();
-    let w = Write { verb: "patch", resource, kind: &kind, name: &name, nothing_to_do: &[], done: None, failed: Some("FailedApply") };
+    let w = Write {
+        verb: "patch",
+        resource,
+        kind: &kind,
+        name: &name,
+        nothing_to_do: &[],
+        done: None,
+        failed: Some("FailedApply"),
+    };
     w.send(set, ctx, api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))).await?;
     Ok(())
+}
+
+/// Whether `have` has every field of `want` with the same value.
+fn contains(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => w.iter().all(|(k, v)| h.get(k).is_some_and(|hv| contains(hv, v))),
+        (Value::Array(h), Value::Array(w)) => h.len() == w.len() && h.iter().zip(w).all(|(hv, wv)| contains(hv, wv)),
+        (h, w) => h == w,
+    }
 }

@@ -145,8 +145,10 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
             let lease_expiry = cluster::lease_expiry(lease.as_deref())
                 .filter(|t| *t > now)
                 .and_then(|t| t.duration_since(now).try_into().ok());
-            let next =
-                [plan.requeue_after, status::until_deadline(set, &members, now), lease_expiry].into_iter().flatten().min();
+            let next = [plan.requeue_after, status::until_deadline(set, &members, now), lease_expiry]
+                .into_iter()
+                .flatten()
+                .min();
             Ok(Action::requeue(next.map_or(RESYNC, |d| d.min(RESYNC))))
         }
     }

@@ -12,11 +12,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, core::Selector, core::SelectorExt};
 use petset_crd::{PetSet, PodManagementPolicy, RetentionPolicyType, UpdateStrategyType};
 
+use crate::cluster::{self, FOLLOWER, LEADER, Leadership};
 use crate::health::{
     is_finished, is_healthy, is_pending, is_running_and_available, is_running_and_ready, is_terminating,
     not_ready_since, until_available,
 };
-use crate::cluster::{self, FOLLOWER, LEADER, Leadership};
 use crate::identity::{self, REVISION_LABEL};
 
 /// What the cluster holds for one PetSet.

@@ -123,10 +123,7 @@ pub fn compute(
     }
     let old_leader = old.leader.clone().unwrap_or_default();
     status.leader = match leadership {
-        Some(l) => Some(LeaderStatus {
-            epoch: old_leader.epoch + i64::from(l.moved.is_some()),
-            pod: l.leader.clone(),
-        }),
+        Some(l) => Some(LeaderStatus { epoch: old_leader.epoch + i64::from(l.moved.is_some()), pod: l.leader.clone() }),
         // Without a decision this sync (no policy, or the labels did not land), keep it.
         None if set.spec.clustering.as_ref().is_some_and(|c| c.leader.is_some()) => old.leader,
         None => None,

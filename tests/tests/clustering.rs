@@ -1,0 +1,323 @@
+//! What a clustered store's pods get: identity environment, bootstrap or join, the
+//! peers file, the governing Service, and both leader policies.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    ResourceExt,
+    api::{Patch, PatchParams},
+};
+use petset_crd::{Clustering, LeaderPolicy, LeaderSpec, PetSet, PetSetOrdinals};
+use petset_tests::{
+    TIMEOUT, TestNs,
+    fixtures::stateless,
+    history::{Happened, History},
+    in_namespace, pod_ready, wait_for, wait_until,
+};
+use serde_json::json;
+
+fn clustered(replicas: i32, leader: Option<LeaderPolicy>) -> PetSet {
+    let mut set = stateless("web", replicas);
+    set.spec.clustering = Some(Clustering {
+        manage_service: true,
+        leader: leader.map(|policy| LeaderSpec { policy, service: true }),
+        cluster_domain: "cluster.local".into(),
+    });
+    let spec = set.spec.template.spec.as_mut().unwrap();
+    spec.init_containers = Some(vec![k8s_openapi::api::core::v1::Container {
+        name: "bootstrap".into(),
+        image: Some("busybox".into()),
+        ..Default::default()
+    }]);
+    spec.containers[0].ports = Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+        container_port: 80,
+        name: Some("web".into()),
+        ..Default::default()
+    }]);
+    set
+}
+
+/// The PETSET_* variables of each container and init container of a pod.
+fn env(pod: &Pod) -> Vec<BTreeMap<String, String>> {
+    let spec = pod.spec.as_ref().unwrap();
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .map(|c| {
+            c.env
+                .iter()
+                .flatten()
+                .filter(|e| e.name.starts_with("PETSET_"))
+                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .collect()
+}
+
+async fn peers(ns: &TestNs) -> anyhow::Result<String> {
+    let cm = ns.api::<ConfigMap>().get_opt("web-peers").await?;
+    Ok(cm.and_then(|c| c.data).and_then(|d| d.get("peers").cloned()).unwrap_or_default())
+}
+
+async fn wait_peers(ns: &TestNs, want: &str) -> anyhow::Result<()> {
+    wait_until(&format!("peers file:\n{want}"), TIMEOUT, || async {
+        let have = peers(ns).await?;
+        anyhow::ensure!(have == want, "peers file is\n{have}");
+        Ok(())
+    })
+    .await
+}
+
+fn line(ns: &TestNs, ordinal: i32, state: &str, role: &str) -> String {
+    format!("{ordinal} web-{ordinal}.web.{}.svc.cluster.local {state} {role}\n", ns.name)
+}
+
+#[tokio::test]
+async fn identity_environment_and_bootstrap_then_join() -> anyhow::Result<()> {
+    in_namespace("cluster-env", |ns| async move {
+        let _op = ns.start_operator().await;
+        let mut set = clustered(2, None);
+        set.spec.ordinals = Some(PetSetOrdinals { start: 3 });
+        ns.create_petset(&set).await?;
+        let pods = ns.wait_ready("web", 3..5).await?;
+        for pod in &pods {
+            let ordinal = pod.name_any().trim_start_matches("web-").to_string();
+            let all = env(pod);
+            assert_eq!(all.len(), 2, "an init container and an app container");
+            for vars in all {
+                assert_eq!(vars["PETSET_NAME"], "web");
+                assert_eq!(vars["PETSET_NAMESPACE"], ns.name);
+                assert_eq!(vars["PETSET_ORDINAL"], ordinal);
+                assert_eq!(vars["PETSET_SERVICE"], "web");
+                assert_eq!(vars["PETSET_FQDN"], format!("web-{ordinal}.web.{}.svc.cluster.local", ns.name));
+                assert_eq!(vars["PETSET_SEED_FQDN"], format!("web-3.web.{}.svc.cluster.local", ns.name));
+                assert_eq!(vars["PETSET_BOOTSTRAP"], "true", "founding members");
+                assert_eq!(vars["PETSET_PEERS_FILE"], "/etc/petset/peers");
+            }
+        }
+        let set = wait_for(&ns.petsets(), "web", "formedAt recorded", TIMEOUT, |s| {
+            s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.formed_at.is_some())
+        })
+        .await?
+        .unwrap();
+        ns.wait_synced("web", set.metadata.generation.unwrap()).await?;
+        ns.patch_spec("web", json!({"replicas": 3})).await?;
+        let pods = ns.wait_ready("web", 3..6).await?;
+        assert!(env(&pods[2]).iter().all(|v| v["PETSET_BOOTSTRAP"] == "false"), "a scale-up after formation joins");
+        assert!(env(&pods[0]).iter().all(|v| v["PETSET_BOOTSTRAP"] == "true"));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn peers_file_follows_scaling_and_health() -> anyhow::Result<()> {
+    in_namespace("cluster-peers", |ns| async move {
+        let _op = ns.start_operator().await;
+        ns.create_petset(&clustered(2, None)).await?;
+        ns.wait_ready("web", 0..2).await?;
+        wait_peers(&ns, &(line(&ns, 0, "ready", "-") + &line(&ns, 1, "ready", "-"))).await?;
+        ns.patch_spec("web", json!({"replicas": 3})).await?;
+        ns.wait_ready("web", 0..3).await?;
+        wait_peers(&ns, &(line(&ns, 0, "ready", "-") + &line(&ns, 1, "ready", "-") + &line(&ns, 2, "ready", "-")))
+            .await?;
+        ns.set_ready("web-1", false).await?;
+        wait_peers(&ns, &(line(&ns, 0, "ready", "-") + &line(&ns, 1, "notready", "-") + &line(&ns, 2, "ready", "-")))
+            .await?;
+        ns.set_ready("web-1", true).await?;
+        ns.patch_spec("web", json!({"replicas": 1})).await?;
+        ns.wait_ready("web", [0]).await?;
+        wait_peers(&ns, &line(&ns, 0, "ready", "-")).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_governing_service_is_made_and_someone_elses_left_alone() -> anyhow::Result<()> {
+    in_namespace("cluster-service", |ns| async move {
+        let _op = ns.start_operator().await;
+        ns.create_petset(&clustered(1, None)).await?;
+        let svc = wait_for(&ns.api::<Service>(), "web", "created", TIMEOUT, |s| s.is_some()).await?.unwrap();
+        let spec = svc.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.publish_not_ready_addresses, Some(true));
+        assert_eq!(spec.selector.unwrap()["app"], "web");
+        // Drift is corrected.
+        let drift = json!({"spec": {"publishNotReadyAddresses": false}});
+        ns.api::<Service>().patch("web", &PatchParams::default(), &Patch::Merge(&drift)).await?;
+        wait_for(&ns.api::<Service>(), "web", "corrected", TIMEOUT, |s| {
+            s.and_then(|s| s.spec.as_ref()).and_then(|s| s.publish_not_ready_addresses) == Some(true)
+        })
+        .await?;
+
+        // A Service someone else made, with the name another set wants.
+        ns.create::<Service>("apiVersion: v1\nkind: Service\nmetadata: {name: theirs}\nspec:\n  ports: [{port: 80}]\n  selector: {app: other}\n").await?;
+        let mut other = clustered(1, None);
+        other.metadata.name = Some("other".into());
+        other.spec.service_name = Some("theirs".into());
+        other.spec.selector.match_labels = Some([("app".to_string(), "other".to_string())].into());
+        other.spec.template.metadata.as_mut().unwrap().labels = Some([("app".to_string(), "other".to_string())].into());
+        ns.create_petset(&other).await?;
+        wait_until("a Warning about the Service", TIMEOUT, || async {
+            let events = ns.events_about("other").await?;
+            anyhow::ensure!(events.iter().any(|(r, _)| r == "ServiceNotManaged"), "{events:?}");
+            Ok(())
+        })
+        .await?;
+        let theirs = ns.api::<Service>().get("theirs").await?;
+        assert!(theirs.owner_references().is_empty());
+        assert_eq!(theirs.spec.unwrap().selector.unwrap()["app"], "other");
+        Ok(())
+    })
+    .await
+}
+
+fn leader_of(set: Option<&PetSet>) -> Option<(Option<String>, i64)> {
+    set.and_then(|s| s.status.as_ref()).and_then(|s| s.leader.as_ref()).map(|l| (l.pod.clone(), l.epoch))
+}
+
+async fn labelled_leader(ns: &TestNs) -> anyhow::Result<Vec<String>> {
+    Ok(ns
+        .pods_of("web")
+        .await?
+        .iter()
+        .filter(|p| p.labels().get("petset.dev/role").map(String::as_str) == Some("leader"))
+        .map(|p| p.name_any())
+        .collect())
+}
+
+async fn wait_leader(ns: &TestNs, want: Option<&str>) -> anyhow::Result<i64> {
+    let set = wait_for(&ns.petsets(), "web", &format!("leader {want:?}"), TIMEOUT, |s| {
+        leader_of(s).is_some_and(|(pod, _)| pod.as_deref() == want)
+    })
+    .await?;
+    wait_until("the leader label to follow", TIMEOUT, || async {
+        let labelled = labelled_leader(ns).await?;
+        anyhow::ensure!(
+            labelled.iter().map(String::as_str).collect::<Vec<_>>() == want.into_iter().collect::<Vec<_>>(),
+            "labelled: {labelled:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(leader_of(set.as_ref()).unwrap().1)
+}
+
+#[tokio::test]
+async fn operator_assigned_leader_is_sticky_and_fails_over() -> anyhow::Result<()> {
+    in_namespace("leader-assigned", |ns| async move {
+        let _op = ns.start_operator().await;
+        let history = History::start(ns.pods()).await;
+        ns.create_petset(&clustered(3, Some(LeaderPolicy::OperatorAssigned))).await?;
+        ns.wait_ready("web", 0..3).await?;
+        let epoch = wait_leader(&ns, Some("web-0")).await?;
+        let svc = wait_for(&ns.api::<Service>(), "web-leader", "the leader Service", TIMEOUT, |s| s.is_some())
+            .await?
+            .unwrap();
+        assert_eq!(svc.spec.unwrap().selector.unwrap()["petset.dev/role"], "leader");
+
+        // Sticky: a scale-up or a follower going unready changes nothing.
+        ns.patch_spec("web", json!({"replicas": 4})).await?;
+        ns.wait_ready("web", 0..4).await?;
+        ns.set_ready("web-2", false).await?;
+        ns.set_ready("web-2", true).await?;
+        assert_eq!(wait_leader(&ns, Some("web-0")).await?, epoch);
+
+        // The leader turns unready: the lowest Ready member takes over.
+        ns.set_ready("web-0", false).await?;
+        let moved = wait_leader(&ns, Some("web-1")).await?;
+        assert_eq!(moved, epoch + 1);
+        // Back to Ready, web-0 stays a follower: leadership is sticky.
+        ns.set_ready("web-0", true).await?;
+        assert_eq!(wait_leader(&ns, Some("web-1")).await?, moved);
+        assert!(peers(&ns).await?.contains("web-1.web") && peers(&ns).await?.contains("ready leader"));
+        assert_eq!(history.max_leaders(), 1, "two pods were labelled leader at once: {:?}", history.events());
+        let events = ns.events_about("web-1").await?;
+        assert!(events.iter().any(|(r, m)| r == "LeaderChanged" && m.contains("web-0 -> web-1")), "{events:?}");
+        Ok(())
+    })
+    .await
+}
+
+async fn hold_lease(ns: &TestNs, holder: &str, renewed: Timestamp, seconds: i32) -> anyhow::Result<()> {
+    let lease = Lease {
+        metadata: Default::default(),
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            renew_time: Some(MicroTime(renewed)),
+            acquire_time: Some(MicroTime(renewed)),
+            lease_duration_seconds: Some(seconds),
+            ..Default::default()
+        }),
+    };
+    let body = json!({"spec": lease.spec});
+    ns.api::<Lease>().patch("web", &PatchParams::default(), &Patch::Merge(&body)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn app_elected_leader_mirrors_only_a_valid_member_lease() -> anyhow::Result<()> {
+    in_namespace("leader-elected", |ns| async move {
+        let _op = ns.start_operator().await;
+        let history = History::start(ns.pods()).await;
+        ns.create_petset(&clustered(3, Some(LeaderPolicy::AppElected))).await?;
+        ns.wait_ready("web", 0..3).await?;
+        wait_for(&ns.api::<Lease>(), "web", "the election Lease", TIMEOUT, |l| l.is_some()).await?;
+        wait_leader(&ns, None).await?;
+
+        // The pods elect web-1 (here the test plays the app).
+        let now = Timestamp::now();
+        hold_lease(&ns, "web-1", now, 30).await?;
+        wait_leader(&ns, Some("web-1")).await?;
+        // A holder that is no member is ignored.
+        hold_lease(&ns, "intruder", now, 30).await?;
+        wait_leader(&ns, None).await?;
+        // An expired hold is ignored.
+        hold_lease(&ns, "web-2", now - std::time::Duration::from_secs(100), 30).await?;
+        wait_leader(&ns, None).await?;
+        // A short hold that runs out: the label goes when it does.
+        hold_lease(&ns, "web-2", Timestamp::now(), 3).await?;
+        wait_leader(&ns, Some("web-2")).await?;
+        wait_leader(&ns, None).await?;
+        assert!(history.max_leaders() <= 1);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn rolling_update_replaces_the_leader_last_after_a_switchover() -> anyhow::Result<()> {
+    in_namespace("leader-last", |ns| async move {
+        let _op = ns.start_operator().await;
+        ns.create_petset(&clustered(3, Some(LeaderPolicy::OperatorAssigned))).await?;
+        ns.wait_ready("web", 0..3).await?;
+        wait_leader(&ns, Some("web-0")).await?;
+        // Make web-1 the leader, so ordinal order alone would not replace it last.
+        ns.set_ready("web-0", false).await?;
+        wait_leader(&ns, Some("web-1")).await?;
+        ns.set_ready("web-0", true).await?;
+
+        let history = History::start(ns.pods()).await;
+        ns.patch_spec("web", json!({"template": {"spec": {"containers": [{"name": "nginx", "image": "registry.k8s.io/nginx-slim:0.28"}]}}})).await?;
+        wait_for(&ns.petsets(), "web", "rolled out", TIMEOUT, |s| {
+            s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.updated_replicas == 3 && st.ready_replicas == 3 && st.current_revision == st.update_revision)
+        })
+        .await?;
+        assert_eq!(history.deleted(), ["web-2", "web-0", "web-1"], "the leader goes last");
+        // Leadership moved to an updated follower before the old leader's pod went.
+        let promoted = history.position(&Happened::Role("web-0".into(), "leader".into())).expect("web-0 promoted");
+        let replaced = history.position(&Happened::Deleting("web-1".into())).unwrap();
+        assert!(promoted < replaced, "{:?}", history.events());
+        assert_eq!(history.max_leaders(), 1);
+        let pods = ns.pods_of("web").await?;
+        assert!(pods.iter().all(pod_ready));
+        Ok(())
+    })
+    .await
+}
