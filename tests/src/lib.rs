@@ -209,11 +209,6 @@ pub fn pod_phase(pod: &Pod) -> &str {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
 }
 
-/// A short description of a pod, for failure messages.
-pub fn describe(pod: &Pod) -> String {
-    format!("{} phase={} ready={}", pod.name_any(), pod_phase(pod), pod_ready(pod))
-}
-
 pub mod fixtures;
 pub mod history;
 pub mod process;

@@ -316,10 +316,8 @@ async fn min_ready_seconds_delays_availability() -> anyhow::Result<()> {
         .await?;
         let pod_ready_at = ns.pods().get("web-0").await?;
         let since = ready_since(&pod_ready_at);
-        let set =
-            wait_for(&sets, "web", "Available after minReadySeconds", TIMEOUT, |s| status(s).available_replicas == 1)
-                .await?;
-        let _ = set;
+        wait_for(&sets, "web", "Available after minReadySeconds", TIMEOUT, |s| status(s).available_replicas == 1)
+            .await?;
         let elapsed = k8s_openapi::jiff::Timestamp::now().duration_since(since);
         assert!(elapsed.as_secs() >= 4, "available after only {elapsed:?}");
         Ok(())

@@ -122,13 +122,7 @@ async fn a_standby_takes_over_when_the_leader_dies_mid_scale_up() -> anyhow::Res
         })
         .await?;
         let claims_api = ns.api::<PersistentVolumeClaim>();
-        let before: BTreeMap<String, String> = claims_api
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .map(|c| (c.name_any(), c.uid().unwrap()))
-            .collect();
+        let before = claim_uids(&claims_api).await?;
         let mut dead = ops.remove(&first).unwrap();
         dead.child.kill().await?;
         assert!(before.len() < 10, "the scale-up finished before the leader died: {before:?}");
@@ -142,13 +136,7 @@ async fn a_standby_takes_over_when_the_leader_dies_mid_scale_up() -> anyhow::Res
         let created = history.created();
         let expected: Vec<String> = (0..10).map(|i| format!("web-{i}")).collect();
         assert_eq!(created, expected, "each pod created exactly once, in order");
-        let after: BTreeMap<String, String> = claims_api
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .map(|c| (c.name_any(), c.uid().unwrap()))
-            .collect();
+        let after = claim_uids(&claims_api).await?;
         assert_eq!(after.len(), 10);
         for (name, uid) in &before {
             assert_eq!(after.get(name), Some(uid), "claim {name} was lost or replaced");
@@ -156,4 +144,14 @@ async fn a_standby_takes_over_when_the_leader_dies_mid_scale_up() -> anyhow::Res
         Ok(())
     })
     .await
+}
+
+async fn claim_uids(claims: &kube::Api<PersistentVolumeClaim>) -> anyhow::Result<BTreeMap<String, String>> {
+    Ok(claims
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|c| (c.name_any(), c.uid().unwrap_or_default()))
+        .collect())
 }

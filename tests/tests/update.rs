@@ -47,6 +47,13 @@ async fn rolled_out(ns: &TestNs, name: &str, replicas: i32) -> anyhow::Result<Pe
     Ok(set)
 }
 
+/// The update revision once the operator has synced the latest spec.
+async fn update_revision(ns: &TestNs) -> anyhow::Result<String> {
+    let generation = ns.petsets().get("web").await?.metadata.generation.unwrap_or_default();
+    let set = ns.wait_synced("web", generation).await?;
+    Ok(set.status.and_then(|s| s.update_revision).unwrap_or_default())
+}
+
 async fn revisions(ns: &TestNs) -> anyhow::Result<Vec<(String, i64)>> {
     let mut list: Vec<_> = ns
         .api::<ControllerRevision>()
@@ -108,17 +115,9 @@ async fn canary_and_phased_rolling_updates_with_a_partition() -> anyhow::Result<
         let old = rolled_out(&ns, "web", 3).await?.status.unwrap().update_revision.unwrap();
 
         // Canary: only web-2 takes the new template.
-        let new = set_image(&ns, "web", "registry.k8s.io/nginx-slim:0.28").await?;
-        let new_rev = wait_for(&ns.petsets(), "web", "updateRevision changed", TIMEOUT, |s| {
-            s.and_then(|s| s.status.as_ref()).and_then(|st| st.update_revision.as_ref()).is_some_and(|u| *u != old)
-        })
-        .await?
-        .unwrap()
-        .status
-        .unwrap()
-        .update_revision
-        .unwrap();
-        let _ = new;
+        set_image(&ns, "web", "registry.k8s.io/nginx-slim:0.28").await?;
+        let new_rev = update_revision(&ns).await?;
+        assert_ne!(new_rev, old);
         let revs = |want: [&'static str; 3]| {
             let (old, new_rev) = (old.clone(), new_rev.clone());
             move |pods: &[Pod]| {
@@ -177,17 +176,8 @@ async fn on_delete_replaces_pods_only_when_they_are_deleted() -> anyhow::Result<
         ns.create_petset(&set).await?;
         ns.wait_ready("web", 0..3).await?;
         let before: Vec<_> = ns.pods_of("web").await?.iter().map(|p| p.uid()).collect();
-        let synced = set_image(&ns, "web", "registry.k8s.io/nginx-slim:0.28").await?;
-        let update = wait_for(&ns.petsets(), "web", "new updateRevision", TIMEOUT, |s| {
-            s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.update_revision != st.current_revision)
-        })
-        .await?
-        .unwrap()
-        .status
-        .unwrap()
-        .update_revision
-        .unwrap();
-        let _ = synced;
+        set_image(&ns, "web", "registry.k8s.io/nginx-slim:0.28").await?;
+        let update = update_revision(&ns).await?;
         let after: Vec<_> = ns.pods_of("web").await?.iter().map(|p| p.uid()).collect();
         assert_eq!(before, after, "OnDelete replaced pods by itself");
         ns.pods().delete("web-1", &DeleteParams::default()).await?;
@@ -219,20 +209,18 @@ async fn max_unavailable_run(ns: &TestNs, max_unavailable: serde_json::Value) ->
                "template": {"metadata": {"annotations": {"petset.dev/sim-ready": "false"}}}}),
     )
     .await?;
-    let pods = ns
-        .wait_pods("web", "web-3 and web-4 replaced, the rest untouched", |pods| {
-            let new: Vec<String> = pods
-                .iter()
-                .filter(|p| revision(p) != old && p.metadata.deletion_timestamp.is_none())
-                .map(|p| p.name_any())
-                .collect();
-            if new == ["web-3", "web-4"] && pods.len() == 5 { Ok(()) } else { Err(format!("updated: {new:?}")) }
-        })
-        .await?;
-    // The sync that saw two unavailable pods stops there.
-    let set = ns.petsets().get("web").await?;
-    ns.wait_synced("web", set.metadata.generation.unwrap()).await?;
-    let _ = pods;
+    ns.wait_pods("web", "web-3 and web-4 replaced, the rest untouched", |pods| {
+        let new: Vec<String> = pods
+            .iter()
+            .filter(|p| revision(p) != old && p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.name_any())
+            .collect();
+        if new == ["web-3", "web-4"] && pods.len() == 5 { Ok(()) } else { Err(format!("updated: {new:?}")) }
+    })
+    .await?;
+    // Another sync (a spec change that alters no pod) still replaces nothing more while
+    // two pods are unavailable.
+    ns.patch_spec("web", json!({"revisionHistoryLimit": 5})).await?;
     let again = ns.pods_of("web").await?;
     let untouched = again.iter().filter(|p| revision(p) == old).count();
     assert_eq!(untouched, 3, "more than maxUnavailable pods replaced");

@@ -105,29 +105,11 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 return Ok(());
             }
             let body = json!({"metadata": {"uid": uid, "ownerReferences": [identity::controller_ref(set)]}});
-            let w = Write {
-                verb: "patch",
-                resource: "pods",
-                kind: "Pod",
-                name,
-                nothing_to_do: &[404, 409, 422],
-                done: None,
-                failed: None,
-            };
-            w.send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
+            ownership(name).send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
         }
         Action::ReleasePod { name, uid } => {
             let body = json!({"metadata": {"uid": uid, "ownerReferences": [{"$patch": "delete", "uid": set.uid()}]}});
-            let w = Write {
-                verb: "patch",
-                resource: "pods",
-                kind: "Pod",
-                name,
-                nothing_to_do: &[404, 409, 422],
-                done: None,
-                failed: None,
-            };
-            w.send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
+            ownership(name).send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
         }
         Action::CreateClaim { claim, pod } => {
             let name = claim.name_any();
@@ -252,6 +234,20 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+/// Adopting or releasing a pod: the `uid` in the patch is a precondition, so a pod that
+/// is gone (404), was replaced (409) or changed owner (422) needs nothing more.
+fn ownership(name: &str) -> Write<'_> {
+    Write {
+        verb: "patch",
+        resource: "pods",
+        kind: "Pod",
+        name,
+        nothing_to_do: &[404, 409, 422],
+        done: None,
+        failed: None,
+    }
 }
 
 /// Runs the revision actions, one after the other.

@@ -7,6 +7,8 @@ pub mod status;
 
 use std::{sync::Arc, time::Duration};
 
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, ResourceExt,
@@ -59,28 +61,13 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
     let selector = match Selector::try_from(set.spec.selector.clone()) {
         Ok(s) => s,
-        Err(e) => {
-            let rejection = Rejection { reason: "InvalidSelector".into(), message: format!("spec.selector: {e}") };
-            ctx.event(set, None, EventType::Warning, "InvalidSelector", "Sync", rejection.message.clone()).await;
-            let mut status = set.status.clone().unwrap_or_default();
-            status.observed_generation = set.metadata.generation;
-            status::set_condition(
-                &mut status,
-                status::REPLICA_FAILURE,
-                "True",
-                &rejection.reason,
-                &rejection.message,
-                now,
-            );
-            write_status(set, status, ctx).await?;
-            return Ok(Action::await_change());
-        }
+        // Admission refuses such selectors; one stored before the rules existed is
+        // reported rather than acted on.
+        Err(e) => return refuse_selector(set, &e.to_string(), ctx, now).await,
     };
     let observed = observe(set, ctx, now);
     let members = plan::members(set, &selector, &observed.pods);
-    let revisions_here: Vec<_> =
-        ctx.revisions.state().iter().filter(|r| r.namespace() == set.namespace()).map(|r| r.as_ref().clone()).collect();
-    let history = revision::plan_revisions(set, &selector, &revisions_here, &members);
+    let history = revision::plan_revisions(set, &selector, &observed.revisions, &members);
     if history.collision {
         let mut status = set.status.clone().unwrap_or_default();
         status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
@@ -141,17 +128,30 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
             Ok(Action::requeue(AFTER_REJECTION))
         }
         Err(e) => Err(e),
-        Ok(()) => {
-            let lease_expiry = cluster::lease_expiry(lease.as_deref())
-                .filter(|t| *t > now)
-                .and_then(|t| t.duration_since(now).try_into().ok());
-            let next = [plan.requeue_after, status::until_deadline(set, &members, now), lease_expiry]
-                .into_iter()
-                .flatten()
-                .min();
-            Ok(Action::requeue(next.map_or(RESYNC, |d| d.min(RESYNC))))
-        }
+        Ok(()) => Ok(Action::requeue(next_sync(set, &plan, &members, lease.as_deref(), now))),
     }
+}
+
+/// When to sync again with nothing changing: the earliest of a pod becoming Available,
+/// a pod crossing the progress deadline, the leader Lease expiring, and the resync.
+fn next_sync(set: &PetSet, plan: &plan::Plan, members: &[&Pod], lease: Option<&Lease>, now: Timestamp) -> Duration {
+    let lease_expiry =
+        cluster::lease_expiry(lease).filter(|t| *t > now).and_then(|t| t.duration_since(now).try_into().ok());
+    [plan.requeue_after, status::until_deadline(set, members, now), lease_expiry]
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(RESYNC, |d| d.min(RESYNC))
+}
+
+async fn refuse_selector(set: &PetSet, error: &str, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
+    let message = format!("spec.selector: {error}");
+    ctx.event(set, None, EventType::Warning, "InvalidSelector", "Sync", message.clone()).await;
+    let mut status = set.status.clone().unwrap_or_default();
+    status.observed_generation = set.metadata.generation;
+    status::set_condition(&mut status, status::REPLICA_FAILURE, "True", "InvalidSelector", &message, now);
+    write_status(set, status, ctx).await?;
+    Ok(Action::await_change())
 }
 
 /// Events for the rollout's story: a step newly blocked (and why), a rollout complete.
@@ -185,7 +185,7 @@ async fn report_transitions(set: &PetSet, status: &PetSetStatus, ctx: &Context) 
 }
 
 /// Reads what the set needs from the caches: the pods of its namespace that it owns or
-/// that are orphans, and its members' claims.
+/// that are orphans, its members' claims, and the namespace's revisions.
 fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
     let ns = set.namespace().unwrap_or_default();
     let set_name = set.name_any();
@@ -213,7 +213,9 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
             }
         }
     }
-    Observed { pods, claims, now }
+    let revisions =
+        ctx.revisions.state().iter().filter(|r| r.namespace() == set.namespace()).map(|r| r.as_ref().clone()).collect();
+    Observed { pods, claims, revisions, now }
 }
 
 async fn write_status(set: &PetSet, status: PetSetStatus, ctx: &Context) -> Result<(), Error> {

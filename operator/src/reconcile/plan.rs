@@ -6,6 +6,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
@@ -26,6 +27,8 @@ pub struct Observed {
     pub pods: Vec<Pod>,
     /// Claims of the namespace, by name.
     pub claims: BTreeMap<String, PersistentVolumeClaim>,
+    /// ControllerRevisions of the namespace.
+    pub revisions: Vec<ControllerRevision>,
     pub now: Timestamp,
 }
 

@@ -55,6 +55,7 @@ fn observed(set: &PetSet, pods: &[(i32, State)]) -> Observed {
     Observed {
         pods: pods.iter().map(|(o, s)| pod(set, *o, *s)).collect(),
         claims: claims_for(set, pods.iter().map(|(o, _)| *o)),
+        revisions: Vec::new(),
         now: at(NOW),
     }
 }
