@@ -56,7 +56,14 @@ impl Context {
         note: String,
     ) {
         let secondary = related.map(|(kind, name)| ObjectReference {
-            api_version: Some("v1".into()),
+            api_version: Some(
+                match kind {
+                    "ControllerRevision" => "apps/v1",
+                    "Lease" => "coordination.k8s.io/v1",
+                    _ => "v1",
+                }
+                .into(),
+            ),
             kind: Some(kind.into()),
             name: Some(name.into()),
             namespace: set.namespace(),

@@ -176,8 +176,10 @@ async fn report_transitions(set: &PetSet, status: &PetSetStatus, ctx: &Context) 
         ("False", _) if reason_changed => {
             ctx.event(set, pod, EventType::Warning, &reason, "Sync", message.clone()).await
         }
+        // About the revision rolled out, so each rollout keeps its own event.
         ("True", status::ROLLOUT_COMPLETE) if reason_changed => {
-            ctx.event(set, None, EventType::Normal, "RolloutComplete", "Sync", message).await
+            let revision = status.update_revision.as_deref().map(|r| ("ControllerRevision", r));
+            ctx.event(set, revision, EventType::Normal, "RolloutComplete", "Sync", message).await
         }
         ("True", _) => ctx.event(set, pod, EventType::Normal, "Waiting", "Sync", message.clone()).await,
         _ => {}
