@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 /// A set of pods with stable identities (name, hostname, DNS record and volumes),
 /// created, updated and removed in ordinal order.
+// Each `printcolumn(...)` repeats the keys `name`, `type_`, ...: clippy reads that as
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
     group = "petset.dev",

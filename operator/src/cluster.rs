@@ -271,9 +271,7 @@ pub fn leadership(
                 .filter(|p| updated(p))
                 .find(|p| Some(p.name_any()) != recorded);
             match current {
-                Some(c)
-                    if !updated(&c) && only_outdated(set, &in_range, &c, update_revision) && successor.is_some() =>
-                {
+                Some(c) if !updated(&c) && only_outdated(set, &in_range, c, update_revision) && successor.is_some() => {
                     successor.map(|p| p.name_any())
                 }
                 Some(c) => Some(c.name_any()),

@@ -181,7 +181,7 @@ pub async fn run(
     let (for_config_map, for_service, for_lease) =
         (owners_of(sets.clone()), owners_of(sets.clone()), owners_of(sets.clone()));
     let config = controller::Config::default().concurrency(settings.concurrency);
-    Controller::for_stream(set_events.map(|r| r.map_err(Into::into)), sets)
+    Controller::for_stream(set_events, sets)
         .with_config(config)
         .watches_stream(pod_events, move |pod: Pod| for_pod(&pod))
         .watches_stream(claim_events, move |claim: PersistentVolumeClaim| for_claim(&claim))
@@ -215,7 +215,17 @@ where
     } else {
         namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
     };
-    stream::select_all(apis.into_iter().map(|api| watcher(api, config.clone()).default_backoff().boxed()))
+    // Retries capped lower than kube's default (30 s, doubled by jitter), so the operator
+    // recovers within seconds once a missing permission or an API outage is fixed.
+    let backoff = || -> watcher::ExponentialBackoff {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .into()
+    };
+    stream::select_all(apis.into_iter().map(|api| watcher(api, config.clone()).backoff(backoff()).boxed()))
 }
 
 /// Maps a pod or claim to the PetSets it concerns: its controller if that is a PetSet,

@@ -87,7 +87,7 @@ pub enum RevisionAction {
         name: String,
         uid: String,
     },
-    Create(ControllerRevision),
+    Create(Box<ControllerRevision>),
     /// A rollback to an older template: it becomes the newest revision again.
     Renumber {
         name: String,
@@ -118,7 +118,7 @@ pub fn plan_revisions(set: &PetSet, selector: &Selector, all: &[ControllerRevisi
             _ => {}
         }
     }
-    owned.sort_by(|a, b| (a.revision, a.name_any()).cmp(&(b.revision, b.name_any())));
+    owned.sort_by_key(|r| (r.revision, r.name_any()));
     let newest = owned.last().map_or(0, |r| r.revision);
 
     let collisions = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
@@ -140,7 +140,7 @@ pub fn plan_revisions(set: &PetSet, selector: &Selector, all: &[ControllerRevisi
             return plan;
         }
         None => {
-            plan.actions.push(RevisionAction::Create(new_revision(set, wanted.clone(), newest + 1)));
+            plan.actions.push(RevisionAction::Create(Box::new(new_revision(set, wanted.clone(), newest + 1))));
             wanted
         }
     };

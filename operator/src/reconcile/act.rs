@@ -282,7 +282,7 @@ pub async fn revisions(set: &PetSet, actions: &[RevisionAction], ctx: &Context) 
                     done: None,
                     failed: Some("FailedCreate"),
                 };
-                w.send(set, ctx, api.create(&PostParams::default(), revision)).await?;
+                w.send(set, ctx, api.create(&PostParams::default(), revision.as_ref())).await?;
             }
             RevisionAction::Renumber { name, revision } => {
                 let body = json!({"revision": revision});

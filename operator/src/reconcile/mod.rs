@@ -109,16 +109,12 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         .err()
         .and_then(|e| e.rejection().map(|_| Rejection { reason: "FailedCreate".into(), message: e.to_string() }));
 
-    let status = status::compute(
-        set,
-        &members,
-        &revisions,
-        &selector,
-        rejection.as_ref(),
-        plan.waiting.as_deref(),
-        leadership.as_ref().filter(|_| outcome.is_ok()),
-        now,
-    );
+    let learned = status::SyncOutcome {
+        rejection: rejection.as_ref(),
+        waiting: plan.waiting.as_deref(),
+        leadership: leadership.as_ref().filter(|_| outcome.is_ok()),
+    };
+    let status = status::compute(set, &members, &revisions, &selector, learned, now);
     report_transitions(set, &status, ctx).await;
     write_status(set, status, ctx).await?;
 
@@ -199,7 +195,7 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
         .filter(|p| {
             let controller = p.owner_references().iter().find(|r| r.controller == Some(true));
-            controller.map_or(true, |r| Some(&r.uid) == set_uid.as_ref())
+            controller.is_none_or(|r| Some(&r.uid) == set_uid.as_ref())
         })
         .map(|p| p.as_ref().clone())
         .collect();

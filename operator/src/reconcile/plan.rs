@@ -246,7 +246,7 @@ impl<'a> Planner<'a> {
                 self.condemned.push((ordinal, pod));
             }
         }
-        self.condemned.sort_by(|a, b| b.0.cmp(&a.0));
+        self.condemned.sort_by_key(|(ordinal, _)| std::cmp::Reverse(*ordinal));
     }
 
     fn push_batch(&mut self, steps: Vec<Step>) {

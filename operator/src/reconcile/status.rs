@@ -32,16 +32,26 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// What this sync learned beyond the pods, for the conditions and the leader.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncOutcome<'a> {
+    /// The API server refused a write the spec renders.
+    pub rejection: Option<&'a Rejection>,
+    /// Why the sync stopped short (the Progressing message).
+    pub waiting: Option<&'a str>,
+    /// The leader decision that took effect.
+    pub leadership: Option<&'a Leadership>,
+}
+
 pub fn compute(
     set: &PetSet,
     members: &[&Pod],
     revisions: &Revisions,
     selector: &Selector,
-    rejection: Option<&Rejection>,
-    waiting: Option<&str>,
-    leadership: Option<&Leadership>,
+    outcome: SyncOutcome<'_>,
     now: Timestamp,
 ) -> PetSetStatus {
+    let SyncOutcome { rejection, waiting, leadership } = outcome;
     let old = set.status.clone().unwrap_or_default();
     let min_ready = set.spec.min_ready_seconds();
     let mut status = PetSetStatus {
@@ -200,7 +210,14 @@ mod tests {
         let revisions = Revisions { current: "web-a".into(), update: "web-b".into() };
         let pods = [member("web-0", "web-a", true, 0), member("web-1", "web-b", false, 900)];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let status = compute(&set, &refs, &revisions, &selector, None, Some("waiting for web-1"), None, at(1000));
+        let status = compute(
+            &set,
+            &refs,
+            &revisions,
+            &selector,
+            SyncOutcome { waiting: Some("waiting for web-1"), ..Default::default() },
+            at(1000),
+        );
         assert_eq!(
             (status.replicas, status.ready_replicas, status.current_replicas, status.updated_replicas),
             (2, 1, 1, 1)
@@ -214,12 +231,12 @@ mod tests {
             ]
         );
         // Past the progress deadline (600 s by default).
-        let status = compute(&set, &refs, &revisions, &selector, None, None, None, at(1600));
+        let status = compute(&set, &refs, &revisions, &selector, SyncOutcome::default(), at(1600));
         assert_eq!(conditions(&status)[1].2, "ProgressDeadlineExceeded");
 
         let pods = [member("web-0", "web-b", true, 0), member("web-1", "web-b", true, 0)];
         let refs: Vec<&Pod> = pods.iter().collect();
-        let status = compute(&set, &refs, &revisions, &selector, None, None, None, at(2000));
+        let status = compute(&set, &refs, &revisions, &selector, SyncOutcome::default(), at(2000));
         assert_eq!(status.current_revision.as_deref(), Some("web-b"));
         assert_eq!(
             conditions(&status),
