@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{Stream, StreamExt, stream};
+use futures::{Stream, StreamExt, future, future::BoxFuture, stream};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
@@ -18,7 +18,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::{self, Action},
         events::{Event, EventType, Recorder, Reporter},
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, ObjectRef, Store, store::WriterDropped},
         watcher,
     },
 };
@@ -104,44 +104,17 @@ pub async fn run(
     ready: watch::Sender<bool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (pods, pod_writer) = reflector::store();
-    let (claims, claim_writer) = reflector::store();
-    let (sets, set_writer) = reflector::store();
-    let (revisions, revision_writer) = reflector::store();
-    // Revisions change only when the operator changes them: cached, not watched for triggers.
-    let revision_events = reflector::reflector(
-        revision_writer,
-        watch_all::<ControllerRevision>(&client, &settings.namespaces, watcher::Config::default()),
-    );
-    tokio::spawn(revision_events.for_each(|_| async {}));
-    let pod_events = reflector::reflector(
-        pod_writer,
-        watch_all::<Pod>(&client, &settings.namespaces, watcher::Config::default().labels(identity::POD_NAME_LABEL)),
-    )
-    .touched_objects();
-    let claim_events = reflector::reflector(
-        claim_writer,
-        watch_all::<PersistentVolumeClaim>(&client, &settings.namespaces, watcher::Config::default()),
-    )
-    .touched_objects();
-    let set_events = reflector::reflector(
-        set_writer,
-        watch_all::<PetSet>(&client, &settings.namespaces, watcher::Config::default().any_semantic()),
-    )
-    .touched_objects();
-
+    let ns = &settings.namespaces;
     let part_of = || watcher::Config::default().labels(cluster::PART_OF_LABEL);
-    let (config_maps, config_map_writer) = reflector::store();
-    let config_map_events =
-        reflector::reflector(config_map_writer, watch_all::<ConfigMap>(&client, &settings.namespaces, part_of()))
-            .touched_objects();
-    let (services, service_writer) = reflector::store();
-    let service_events =
-        reflector::reflector(service_writer, watch_all::<Service>(&client, &settings.namespaces, part_of()))
-            .touched_objects();
-    let (leases, lease_writer) = reflector::store();
-    let lease_events = reflector::reflector(lease_writer, watch_all::<Lease>(&client, &settings.namespaces, part_of()))
-        .touched_objects();
+    let (pods, pod_events) = cached::<Pod>(&client, ns, watcher::Config::default().labels(identity::POD_NAME_LABEL));
+    let (claims, claim_events) = cached::<PersistentVolumeClaim>(&client, ns, watcher::Config::default());
+    let (sets, set_events) = cached::<PetSet>(&client, ns, watcher::Config::default().any_semantic());
+    let (config_maps, config_map_events) = cached::<ConfigMap>(&client, ns, part_of());
+    let (services, service_events) = cached::<Service>(&client, ns, part_of());
+    let (leases, lease_events) = cached::<Lease>(&client, ns, part_of());
+    // Revisions change only when the operator changes them: cached, not watched for triggers.
+    let (revisions, revision_events) = cached::<ControllerRevision>(&client, ns, watcher::Config::default());
+    tokio::spawn(revision_events.for_each(|_| async {}));
 
     let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
     let ctx = Arc::new(Context {
@@ -157,24 +130,20 @@ pub async fn run(
         metrics,
     });
 
-    {
-        let stores = (pods.clone(), claims.clone(), sets.clone(), revisions.clone());
-        let more = (config_maps.clone(), services.clone(), leases.clone());
-        tokio::spawn(async move {
-            let synced = tokio::join!(
-                stores.0.wait_until_ready(),
-                stores.1.wait_until_ready(),
-                stores.2.wait_until_ready(),
-                stores.3.wait_until_ready(),
-                more.0.wait_until_ready(),
-                more.1.wait_until_ready(),
-                more.2.wait_until_ready()
-            );
-            if let (Ok(()), Ok(()), Ok(()), Ok(()), Ok(()), Ok(()), Ok(())) = synced {
-                let _ = ready.send(true);
-            }
-        });
-    }
+    let synced: Vec<BoxFuture<'static, Result<(), WriterDropped>>> = vec![
+        synced_once(pods.clone()),
+        synced_once(claims.clone()),
+        synced_once(sets.clone()),
+        synced_once(revisions.clone()),
+        synced_once(config_maps.clone()),
+        synced_once(services.clone()),
+        synced_once(leases.clone()),
+    ];
+    tokio::spawn(async move {
+        if future::try_join_all(synced).await.is_ok() {
+            let _ = ready.send(true);
+        }
+    });
 
     let for_pod = owners_of(sets.clone());
     let for_claim = owners_of(sets.clone());
@@ -192,6 +161,35 @@ pub async fn run(
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// Resolves once the store has its first full list.
+fn synced_once<K>(store: Store<K>) -> BoxFuture<'static, Result<(), WriterDropped>>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    Box::pin(async move { store.wait_until_ready().await })
+}
+
+/// A cache of `K` in the watched namespaces, and the stream of changes that feeds it.
+fn cached<K>(
+    client: &Client,
+    namespaces: &[String],
+    config: watcher::Config,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    (store, reflector::reflector(writer, watch_all(client, namespaces, config)).touched_objects())
 }
 
 /// A watch over all namespaces, or the merged watches of the listed ones.
