@@ -172,7 +172,8 @@ where
     Box::pin(async move { store.wait_until_ready().await })
 }
 
-/// A cache of `K` in the watched namespaces, and the stream of changes that feeds it.
+/// A cache of `K` in the watched namespaces (one watch over all of them, or one per
+/// listed namespace), and the stream of changes that feeds it.
 fn cached<K>(
     client: &Client,
     namespaces: &[String],
@@ -187,26 +188,6 @@ where
         + Sync
         + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (store, writer) = reflector::store();
-    (store, reflector::reflector(writer, watch_all(client, namespaces, config)).touched_objects())
-}
-
-/// A watch over all namespaces, or the merged watches of the listed ones.
-fn watch_all<K>(
-    client: &Client,
-    namespaces: &[String],
-    config: watcher::Config,
-) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
-where
-    K: Resource<Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default,
 {
     let apis: Vec<Api<K>> = if namespaces.is_empty() {
         vec![Api::all(client.clone())]
@@ -223,7 +204,10 @@ where
             .without_max_times()
             .into()
     };
-    stream::select_all(apis.into_iter().map(|api| watcher(api, config.clone()).backoff(backoff()).boxed()))
+    let events =
+        stream::select_all(apis.into_iter().map(|api| watcher(api, config.clone()).backoff(backoff()).boxed()));
+    let (store, writer) = reflector::store();
+    (store, reflector::reflector(writer, events).touched_objects())
 }
 
 /// Maps a pod or claim to the PetSets it concerns: its controller if that is a PetSet,
