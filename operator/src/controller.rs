@@ -112,9 +112,7 @@ pub async fn run(
     let (config_maps, config_map_events) = cached::<ConfigMap>(&client, ns, part_of());
     let (services, service_events) = cached::<Service>(&client, ns, part_of());
     let (leases, lease_events) = cached::<Lease>(&client, ns, part_of());
-    // Revisions change only when the operator changes them: cached, not watched for triggers.
     let (revisions, revision_events) = cached::<ControllerRevision>(&client, ns, watcher::Config::default());
-    tokio::spawn(revision_events.for_each(|_| async {}));
 
     let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
     let ctx = Arc::new(Context {
@@ -157,6 +155,8 @@ pub async fn run(
         .watches_stream(config_map_events, move |c: ConfigMap| for_config_map(&c))
         .watches_stream(service_events, move |s: Service| for_service(&s))
         .watches_stream(lease_events, move |l: Lease| for_lease(&l))
+        // Revisions change only when the operator changes them: cached, never a trigger.
+        .watches_stream(revision_events, |_: ControllerRevision| None::<ObjectRef<PetSet>>)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -207,7 +207,22 @@ where
     let events =
         stream::select_all(apis.into_iter().map(|api| watcher(api, config.clone()).backoff(backoff()).boxed()));
     let (store, writer) = reflector::store();
-    (store, reflector::reflector(writer, events).touched_objects())
+    // Errors stay here, where this watch retries with its own backoff. Passed on, they
+    // would engage the Controller's trigger backoff, which holds back every watch at
+    // once (for up to a minute) whenever any one of them fails.
+    let changes = reflector::reflector(writer, events).touched_objects().filter(|change| {
+        if let Err(error) = change {
+            tracing::debug!(%error, "watch failed; retrying");
+        }
+        future::ready(change.is_ok())
+    });
+    // The cache is fed by a task of its own, not by the Controller polling the stream:
+    // the Controller holds its runner until the PetSet cache is ready, and a first list
+    // that failed could then wait on the very runner it holds.
+    // The task ends when the Controller drops the receiving end.
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    tokio::spawn(changes.map(Ok).forward(tx));
+    (store, rx)
 }
 
 /// Maps a pod or claim to the PetSets it concerns: its controller if that is a PetSet,
