@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use petset_crd::PetSet;
 use serde_json::json;
@@ -72,6 +72,28 @@ impl TestNs {
     pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> anyhow::Result<PetSet> {
         let set = self.petsets().patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec}))).await?;
         self.wait_synced(name, set.metadata.generation.unwrap_or_default()).await
+    }
+
+    /// Waits for a rollout to finish: the latest spec synced, `replicas` pods updated
+    /// and Ready, and currentRevision moved to the update revision.
+    pub async fn wait_rolled_out(&self, name: &str, replicas: i32) -> anyhow::Result<PetSet> {
+        let set = wait_for(&self.petsets(), name, "rollout complete", TIMEOUT, |s| {
+            s.and_then(|s| s.status.as_ref()).is_some_and(|st| {
+                st.updated_replicas == replicas
+                    && st.ready_replicas == replicas
+                    && st.current_revision == st.update_revision
+                    && st.observed_generation == s.unwrap().metadata.generation
+            })
+        })
+        .await?;
+        Ok(set.expect("present"))
+    }
+
+    /// Deletes the PetSet in the foreground and waits until it is gone.
+    pub async fn delete_petset(&self, name: &str) -> anyhow::Result<()> {
+        self.petsets().delete(name, &DeleteParams::foreground()).await?;
+        wait_for(&self.petsets(), name, "deleted", TIMEOUT, |s| s.is_none()).await?;
+        Ok(())
     }
 
     /// Waits until status.observedGeneration reaches `generation`.

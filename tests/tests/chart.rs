@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, Config, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 use petset_crd::{PersistentVolumeClaimRetentionPolicy, RetentionPolicyType};
@@ -161,14 +161,10 @@ async fn the_charts_service_account_can_create_scale_update_and_delete() -> anyh
         ns.patch_spec("web", json!({"replicas": 3})).await?;
         ns.wait_ready("web", 0..3).await?;
         ns.patch_spec("web", json!({"template": {"spec": {"containers": [{"name": "nginx", "image": "registry.k8s.io/nginx-slim:0.28"}]}}})).await?;
-        wait_for(&ns.petsets(), "web", "rolled out", TIMEOUT, |s| {
-            s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.updated_replicas == 3 && st.ready_replicas == 3 && st.current_revision == st.update_revision)
-        })
-        .await?;
+        ns.wait_rolled_out("web", 3).await?;
         ns.patch_spec("web", json!({"replicas": 1})).await?;
         ns.wait_ready("web", [0]).await?;
-        ns.petsets().delete("web", &DeleteParams::foreground()).await?;
-        wait_for(&ns.petsets(), "web", "deleted", TIMEOUT, |s| s.is_none()).await?;
+        ns.delete_petset("web").await?;
         wait_until("claims gone with the set", TIMEOUT, || async {
             let claims = ns.claims().await?;
             anyhow::ensure!(claims.is_empty(), "{claims:?}");

@@ -305,10 +305,7 @@ async fn rolling_update_replaces_the_leader_last_after_a_switchover() -> anyhow:
 
         let history = History::start(ns.pods()).await;
         ns.patch_spec("web", json!({"template": {"spec": {"containers": [{"name": "nginx", "image": "registry.k8s.io/nginx-slim:0.28"}]}}})).await?;
-        wait_for(&ns.petsets(), "web", "rolled out", TIMEOUT, |s| {
-            s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.updated_replicas == 3 && st.ready_replicas == 3 && st.current_revision == st.update_revision)
-        })
-        .await?;
+        ns.wait_rolled_out("web", 3).await?;
         assert_eq!(history.deleted(), ["web-2", "web-0", "web-1"], "the leader goes last");
         // Leadership moved to an updated follower before the old leader's pod went.
         let promoted = history.position(&Happened::Role("web-0".into(), "leader".into())).expect("web-0 promoted");

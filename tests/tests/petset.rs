@@ -361,8 +361,7 @@ async fn retention_run(
     ns.patch_spec("web", json!({"replicas": 1})).await?;
     ns.wait_ready("web", [0]).await?;
     let after_scale = settle_claims(ns).await?;
-    ns.petsets().delete("web", &DeleteParams::foreground()).await?;
-    wait_for(&ns.petsets(), "web", "deleted", TIMEOUT, |s| s.is_none()).await?;
+    ns.delete_petset("web").await?;
     ns.wait_pods("web", "pods gone", |p| if p.is_empty() { Ok(()) } else { Err("pods left".into()) }).await?;
     let after_delete = settle_claims(ns).await?;
     Ok((after_scale, after_delete))
@@ -466,8 +465,7 @@ async fn claim_controlled_by_another_controller_is_left_alone() -> anyhow::Resul
         .await?;
         let claim = ns.api::<PersistentVolumeClaim>().get("www-web-0").await?;
         assert_eq!(claim.owner_references().len(), 1, "owners changed: {:?}", claim.owner_references());
-        ns.petsets().delete("web", &DeleteParams::foreground()).await?;
-        wait_for(&ns.petsets(), "web", "deleted", TIMEOUT, |s| s.is_none()).await?;
+        ns.delete_petset("web").await?;
         assert!(ns.claims().await?.contains(&"www-web-0".to_string()), "a foreign claim was deleted");
         Ok(())
     })
@@ -490,8 +488,7 @@ async fn claims_deleted_with_the_set_after_adopting_a_pod() -> anyhow::Result<()
             .await?;
         let _op = ns.start_operator().await;
         wait_for(&pods, "web-1", "adopted", TIMEOUT, |p| p.is_some_and(|p| !p.owner_references().is_empty())).await?;
-        ns.petsets().delete("web", &DeleteParams::foreground()).await?;
-        wait_for(&ns.petsets(), "web", "deleted", TIMEOUT, |s| s.is_none()).await?;
+        ns.delete_petset("web").await?;
         let left = settle_claims(&ns).await?;
         assert!(left.is_empty(), "left: {left:?}");
         Ok(())

@@ -27,16 +27,7 @@ async fn set_image(ns: &TestNs, name: &str, image: &str) -> anyhow::Result<PetSe
 /// Waits for the rollout to finish: every pod Ready at the update revision, and
 /// currentRevision moved to it. Returns the set.
 async fn rolled_out(ns: &TestNs, name: &str, replicas: i32) -> anyhow::Result<PetSet> {
-    let set = wait_for(&ns.petsets(), name, "rollout complete", TIMEOUT, |s| {
-        s.and_then(|s| s.status.as_ref()).is_some_and(|st| {
-            st.updated_replicas == replicas
-                && st.ready_replicas == replicas
-                && st.current_revision == st.update_revision
-                && st.observed_generation == s.unwrap().metadata.generation
-        })
-    })
-    .await?
-    .unwrap();
+    let set = ns.wait_rolled_out(name, replicas).await?;
     let update = set.status.as_ref().unwrap().update_revision.clone().unwrap();
     let pods = ns.pods_of(name).await?;
     assert!(
