@@ -5,9 +5,9 @@
 //! claim event wakes the PetSet that owns it, or, for an orphan, every PetSet of its
 //! namespace whose selector matches it (it may be adopted).
 
-use std::{sync::Arc, time::Duration};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
-use futures::{Stream, StreamExt, future, future::BoxFuture, stream};
+use futures::{FutureExt, Stream, StreamExt, future, future::BoxFuture, stream};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
@@ -22,6 +22,7 @@ use kube::{
         watcher,
     },
 };
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use petset_crd::PetSet;
 use tokio::sync::watch;
 
@@ -39,7 +40,18 @@ pub struct Context {
     pub services: Store<Service>,
     pub leases: Store<Lease>,
     pub recorder: Recorder,
+    /// Normal events each PetSet may still publish, by uid.
+    pub event_budget: DefaultKeyedRateLimiter<String>,
     pub metrics: Arc<Metrics>,
+}
+
+/// Normal events per PetSet: a burst of 25, then one per 5 minutes; client-go's event
+/// correlator gives each StatefulSet the same. Without it, events are a write per pod
+/// created or replaced, as many as the pods and claims themselves; warnings always go out.
+fn event_budget() -> DefaultKeyedRateLimiter<String> {
+    const BURST: NonZeroU32 = NonZeroU32::new(25).unwrap();
+    const ONE_PER_FIVE_MINUTES: NonZeroU32 = NonZeroU32::new(12).unwrap();
+    RateLimiter::keyed(Quota::per_hour(ONE_PER_FIVE_MINUTES).allow_burst(BURST))
 }
 
 impl Context {
@@ -69,12 +81,21 @@ impl Context {
             namespace: set.namespace(),
             ..Default::default()
         });
+        if type_ == EventType::Normal && self.event_budget.check_key(&set.uid().unwrap_or_default()).is_err() {
+            tracing::debug!(reason, "event budget spent; not published");
+            return;
+        }
         // The API server refuses notes over 1 kB.
         let note = if note.len() > 1024 { format!("{}...", note.chars().take(1000).collect::<String>()) } else { note };
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary };
-        if let Err(e) = self.recorder.publish(&event, &set.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "could not publish an event");
-        }
+        // Published beside the sync, as client-go's broadcaster does: a sync waits on the
+        // writes that change the set, not on its report of them.
+        let (recorder, regarding) = (self.recorder.clone(), set.object_ref(&()));
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &regarding).await {
+                tracing::warn!(error = %e, reason = event.reason, "could not publish an event");
+            }
+        });
     }
 }
 
@@ -96,7 +117,7 @@ impl Default for Settings {
 }
 
 /// Runs the controller until `shutdown` fires. `ready` is set once every cache has
-/// its first full list.
+/// its first full list, and syncs start then.
 pub async fn run(
     client: Client,
     settings: Settings,
@@ -125,6 +146,7 @@ pub async fn run(
         services: services.clone(),
         leases: leases.clone(),
         recorder: Recorder::new(client, reporter),
+        event_budget: event_budget(),
         metrics,
     });
 
@@ -137,11 +159,15 @@ pub async fn run(
         synced_once(services.clone()),
         synced_once(leases.clone()),
     ];
-    tokio::spawn(async move {
-        if future::try_join_all(synced).await.is_ok() {
-            let _ = ready.send(true);
-        }
-    });
+    // No sync before every cache has its first list, as upstream waits for its informers:
+    // planned from a partial cache, a sync would recreate what exists (a write refused
+    // per object) and publish counts that drop and come back.
+    let shutdown = shutdown.shared();
+    tokio::select! {
+        synced = future::try_join_all(synced) => if synced.is_err() { return },
+        () = shutdown.clone() => return,
+    }
+    let _ = ready.send(true);
 
     let for_pod = owners_of(sets.clone());
     let for_claim = owners_of(sets.clone());
