@@ -111,17 +111,17 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
             let body = json!({"metadata": {"uid": uid, "ownerReferences": [{"$patch": "delete", "uid": set.uid()}]}});
             ownership(name).send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
         }
-        Action::CreateClaim { claim, pod } => {
+        Action::CreateClaim { claim } => {
             let name = claim.name_any();
-            let done =
-                Some(("SuccessfulCreate", format!("create Claim {name} Pod {pod} in PetSet {set_name} success")));
+            // No event: the pod created next in the same step reports it, and an event
+            // per claim would be as many writes as the claims themselves.
             let w = Write {
                 verb: "create",
                 resource: "persistentvolumeclaims",
                 kind: "PersistentVolumeClaim",
                 name: &name,
                 nothing_to_do: &[409],
-                done,
+                done: None,
                 failed: Some("FailedCreate"),
             };
             if w.send(set, ctx, claims.create(&PostParams::default(), claim)).await? {
@@ -130,7 +130,13 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
         }
         Action::CreatePod { pod } => {
             let name = pod.name_any();
-            let done = Some(("SuccessfulCreate", format!("create Pod {name} in PetSet {set_name} successful")));
+            let claims = claim_names(pod);
+            let note = if claims.is_empty() {
+                format!("create Pod {name} in PetSet {set_name} successful")
+            } else {
+                format!("create Pod {name} with Claims {} in PetSet {set_name} successful", claims.join(", "))
+            };
+            let done = Some(("SuccessfulCreate", note));
             let w = Write {
                 verb: "create",
                 resource: "pods",
@@ -308,4 +314,10 @@ pub async fn revisions(set: &PetSet, actions: &[RevisionAction], ctx: &Context) 
         }
     }
     Ok(())
+}
+
+/// The claims a pod mounts.
+fn claim_names(pod: &Pod) -> Vec<&str> {
+    let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    volumes.filter_map(|v| Some(v.persistent_volume_claim.as_ref()?.claim_name.as_str())).collect()
 }

@@ -54,7 +54,6 @@ pub enum Action {
     },
     CreateClaim {
         claim: PersistentVolumeClaim,
-        pod: String,
     },
     CreatePod {
         pod: Pod,
@@ -382,7 +381,7 @@ impl<'a> Planner<'a> {
             };
         }
         if is_pending(pod) {
-            self.create_missing_claims(ordinal, &pod_name, step);
+            self.create_missing_claims(ordinal, step);
         }
         if self.ordered {
             if is_terminating(pod) {
@@ -459,7 +458,7 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        self.create_missing_claims(ordinal, &pod_name, step);
+        self.create_missing_claims(ordinal, step);
         let mut pod = identity::new_pod(self.set, ordinal, self.revision_for(ordinal));
         if let Some(clustering) = &self.set.spec.clustering {
             cluster::inject(self.set, clustering, &mut pod, ordinal);
@@ -474,14 +473,14 @@ impl<'a> Planner<'a> {
         if self.ordered { Flow::Stop } else { Flow::Continue }
     }
 
-    fn create_missing_claims(&mut self, ordinal: i32, pod_name: &str, step: &mut Step) {
+    fn create_missing_claims(&mut self, ordinal: i32, step: &mut Step) {
         for mut claim in identity::new_claims(self.set, ordinal) {
             if self.observed.claims.contains_key(&claim.name_any()) {
                 continue;
             }
             let owners = retention_owners(self.set, &[], None, true);
             claim.metadata.owner_references = (!owners.is_empty()).then_some(owners);
-            step.push(Action::CreateClaim { claim, pod: pod_name.to_string() });
+            step.push(Action::CreateClaim { claim });
         }
     }
 
