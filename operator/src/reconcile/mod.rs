@@ -46,7 +46,9 @@ pub async fn reconcile(set: Arc<PetSet>, ctx: Arc<Context>) -> Result<Action, Er
         duration_ms = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
+    ctx.metrics.reconciles_in_flight.inc();
     let result = sync(&set, &ctx).instrument(span.clone()).await;
+    ctx.metrics.reconciles_in_flight.dec();
     let elapsed = started.elapsed();
     ctx.metrics.reconciles.inc();
     ctx.metrics.reconcile_duration.observe(elapsed.as_secs_f64());
