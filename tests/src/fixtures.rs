@@ -201,6 +201,17 @@ impl TestNs {
             .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect())
     }
+
+    /// Waits for an event about `object` with `reason` whose note contains `note`
+    /// (events are published beside the sync, not before it goes on).
+    pub async fn wait_event(&self, object: &str, reason: &str, note: &str) -> anyhow::Result<()> {
+        wait_until(&format!("a {reason} event about {object}"), TIMEOUT, || async {
+            let events = self.events_about(object).await?;
+            anyhow::ensure!(events.iter().any(|(r, m)| r == reason && m.contains(note)), "{events:?}");
+            Ok(())
+        })
+        .await
+    }
 }
 
 pub fn ordinal(set: &str, pod: &Pod) -> i64 {

@@ -215,8 +215,7 @@ async fn failed_pod_is_recreated() -> anyhow::Result<()> {
             })
             .await?;
         assert_eq!(pods[0].name_any(), "web-0");
-        let events = ns.events_about("web-0").await?;
-        assert!(events.iter().any(|(r, _)| r == "RecreatingFailedPod"), "events: {events:?}");
+        ns.wait_event("web-0", "RecreatingFailedPod", "").await?;
         Ok(())
     })
     .await

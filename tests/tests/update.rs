@@ -76,8 +76,7 @@ async fn update_and_roll_back(ns: &TestNs, set: PetSet) -> anyhow::Result<()> {
     let revs = revisions(ns).await?;
     assert_eq!(revs.last().unwrap(), &(first.clone(), 3), "revisions: {revs:?}");
     assert_eq!(revs.len(), 2);
-    let events = ns.events_about("web-2").await?;
-    assert!(events.iter().any(|(r, _)| r == "UpdatingPod"), "{events:?}");
+    ns.wait_event("web-2", "UpdatingPod", "").await?;
     Ok(())
 }
 
@@ -292,8 +291,7 @@ async fn bad_rollout_then_revert(ns: &TestNs, heal: bool) -> anyhow::Result<()> 
     .await?;
     if heal {
         rolled_out(ns, "web", 3).await?;
-        let events = ns.events_about("web-2").await?;
-        assert!(events.iter().any(|(r, _)| r == "ReplacingStuckPod"), "{events:?}");
+        ns.wait_event("web-2", "ReplacingStuckPod", "").await?;
         wait_for(&ns.petsets(), "web", "Progressing=True RolloutComplete", TIMEOUT, |s| {
             s.and_then(|s| s.status.as_ref()).is_some_and(|st| {
                 st.conditions.iter().any(|c| c.type_ == "Progressing" && c.reason == "RolloutComplete")
