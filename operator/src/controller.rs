@@ -5,7 +5,12 @@
 //! claim event wakes the PetSet that owns it, or, for an orphan, every PetSet of its
 //! namespace whose selector matches it (it may be adopted).
 
-use std::{num::NonZeroU32, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use futures::{FutureExt, Stream, StreamExt, future, future::BoxFuture, stream};
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -42,7 +47,42 @@ pub struct Context {
     pub recorder: Recorder,
     /// Normal events each PetSet may still publish, by uid.
     pub event_budget: DefaultKeyedRateLimiter<String>,
+    /// What the running syncs have done, by PetSet uid, reported when each ends.
+    pub done: Mutex<HashMap<String, Vec<Done>>>,
     pub metrics: Arc<Metrics>,
+}
+
+/// A write a sync made, to be reported in an event when the sync ends.
+pub struct Done {
+    pub reason: &'static str,
+    pub verb: &'static str,
+    pub kind: String,
+    pub name: String,
+    pub note: String,
+}
+
+/// One event per reason and kind: (the object if only one, reason, action, note).
+fn summarize(done: Vec<Done>, set: &str) -> Vec<(Option<(String, String)>, &'static str, &'static str, String)> {
+    let mut groups: Vec<Vec<Done>> = Vec::new();
+    for d in done {
+        match groups.iter_mut().find(|g| g[0].reason == d.reason && g[0].kind == d.kind) {
+            Some(group) => group.push(d),
+            None => groups.push(vec![d]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut group| {
+            if group.len() == 1 {
+                let d = group.remove(0);
+                return (Some((d.kind, d.name)), d.reason, d.verb, d.note);
+            }
+            let names: Vec<&str> = group.iter().map(|d| d.name.as_str()).collect();
+            let first = &group[0];
+            let note = format!("{} {}s {} in PetSet {set} successful", first.verb, first.kind, names.join(", "));
+            (None, first.reason, first.verb, note)
+        })
+        .collect()
 }
 
 /// Normal events per PetSet: a burst of 25, then one per 5 minutes; client-go's event
@@ -55,6 +95,21 @@ fn event_budget() -> DefaultKeyedRateLimiter<String> {
 }
 
 impl Context {
+    pub fn done(&self, set: &PetSet, done: Done) {
+        let mut all = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        all.entry(set.uid().unwrap_or_default()).or_default().push(done);
+    }
+
+    /// Reports what the sync of `set` did: one event per reason and kind, so a sync
+    /// that creates thirty pods publishes one event naming them, not thirty.
+    pub async fn report_done(&self, set: &PetSet) {
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner).remove(&set.uid().unwrap_or_default());
+        for (related, reason, verb, note) in summarize(done.unwrap_or_default(), &set.name_any()) {
+            let related = related.as_ref().map(|(kind, name)| (kind.as_str(), name.as_str()));
+            self.event(set, related, EventType::Normal, reason, verb, note).await;
+        }
+    }
+
     /// Publishes an event on the PetSet about the pod or claim `related` (events with
     /// the same reason about different objects stay separate, rather than being folded
     /// into one series); a failure to publish is logged, never fatal.
@@ -147,6 +202,7 @@ pub async fn run(
         leases: leases.clone(),
         recorder: Recorder::new(client, reporter),
         event_budget: event_budget(),
+        done: Mutex::default(),
         metrics,
     });
 
@@ -276,4 +332,33 @@ fn error_policy(set: Arc<PetSet>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failures.get_or_create(&crate::metrics::FailureLabels { reason: error.metric_label() }).inc();
     tracing::warn!(petset = %set.name_any(), namespace = ?set.namespace(), %error, "sync failed; retrying");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(reason: &'static str, kind: &str, name: &str) -> Done {
+        let note = format!("{reason} {name}");
+        Done { reason, verb: "create", kind: kind.into(), name: name.into(), note }
+    }
+
+    #[test]
+    fn a_syncs_writes_of_one_reason_and_kind_share_an_event() {
+        let events = summarize(
+            vec![
+                done("SuccessfulCreate", "Pod", "web-0"),
+                done("SuccessfulCreate", "Pod", "web-1"),
+                done("SuccessfulDelete", "Pod", "web-5"),
+                done("SuccessfulCreate", "Pod", "web-2"),
+            ],
+            "web",
+        );
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].0, None);
+        assert_eq!(events[0].3, "create Pods web-0, web-1, web-2 in PetSet web successful");
+        assert_eq!(events[1].0, Some(("Pod".into(), "web-5".into())));
+        assert_eq!(events[1].3, "SuccessfulDelete web-5");
+        assert!(summarize(Vec::new(), "web").is_empty());
+    }
 }

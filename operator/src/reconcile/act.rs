@@ -17,7 +17,12 @@ use petset_crd::PetSet;
 use serde_json::json;
 
 use super::plan::{Action, DeleteReason, Plan, Step};
-use crate::{Error, cluster, controller::Context, identity, revision::RevisionAction};
+use crate::{
+    Error, cluster,
+    controller::{Context, Done},
+    identity,
+    revision::RevisionAction,
+};
 
 /// Runs the batches in order, the steps of a batch concurrently; stops after the first
 /// batch in which something failed, and returns that failure.
@@ -67,7 +72,8 @@ impl Write<'_> {
         match result {
             Ok(_) => {
                 if let Some((reason, note)) = self.done {
-                    ctx.event(set, related, EventType::Normal, reason, self.verb, note).await;
+                    let (kind, name) = (self.kind.to_string(), self.name.to_string());
+                    ctx.done(set, Done { reason, verb: self.verb, kind, name, note });
                 }
                 Ok(true)
             }

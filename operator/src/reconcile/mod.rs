@@ -48,6 +48,7 @@ pub async fn reconcile(set: Arc<PetSet>, ctx: Arc<Context>) -> Result<Action, Er
     let started = std::time::Instant::now();
     ctx.metrics.reconciles_in_flight.inc();
     let result = sync(&set, &ctx).instrument(span.clone()).await;
+    ctx.report_done(&set).await;
     ctx.metrics.reconciles_in_flight.dec();
     let elapsed = started.elapsed();
     ctx.metrics.reconciles.inc();
