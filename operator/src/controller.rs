@@ -286,8 +286,11 @@ where
             .without_max_times()
             .into()
     };
-    let events =
-        stream::select_all(apis.into_iter().map(|api| watcher(api, config.clone()).backoff(backoff()).boxed()));
+    // managedFields are most of a pod's bytes and no sync reads them; upstream's
+    // controller-manager drops them from its caches too.
+    let events = stream::select_all(apis.into_iter().map(|api| {
+        watcher(api, config.clone()).modify(|o| o.meta_mut().managed_fields = None).backoff(backoff()).boxed()
+    }));
     let (store, writer) = reflector::store();
     // Errors stay here, where this watch retries with its own backoff. Passed on, they
     // would engage the Controller's trigger backoff, which holds back every watch at
