@@ -63,9 +63,8 @@ pub struct Budget {
 impl FromStr for Budget {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (qps, burst) = s.split_once('/').ok_or_else(|| format!("budget {s:?}: write QPS/BURST, e.g. 20/30"))?;
-        let parse = |v: &str| v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("budget {s:?}: {v:?} is not a positive number"));
-        Ok(Budget { qps: parse(qps)?, burst: parse(burst)? })
+        let (qps, burst) = crate::positive_pair(s, '/', "QPS/BURST, e.g. 20/30")?;
+        Ok(Budget { qps, burst })
     }
 }
 

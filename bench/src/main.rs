@@ -57,9 +57,8 @@ struct Shape {
 impl FromStr for Shape {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (sets, pods) = s.split_once('x').ok_or_else(|| format!("{s:?}: write SETSxPODS, e.g. 100x30"))?;
-        let parse = |v: &str| v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("{s:?}: {v:?} is not a positive number"));
-        Ok(Shape { sets: parse(sets)?, pods: parse(pods)? })
+        let (sets, pods) = petset_bench::positive_pair(s, 'x', "SETSxPODS, e.g. 100x30")?;
+        Ok(Shape { sets, pods })
     }
 }
 

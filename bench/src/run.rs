@@ -372,7 +372,7 @@ impl<'a> Run<'a> {
                 let before = self.observer.with(|t| t.live().count());
                 let window = self.plane.open(self.running.as_ref()).await?;
                 let outcome = self.scale_to_zero().await;
-                let removed = before - self.observer.with(|t| t.live().count());
+                let removed = before.saturating_sub(self.observer.with(|t| t.live().count()));
                 ("scale to zero", window, outcome, removed)
             }
         };
