@@ -3,7 +3,7 @@
 
 use plotters::prelude::*;
 
-use crate::report::Report;
+use crate::{controllers::Budget, report::Report};
 
 const SCENARIOS: [&str; 2] = ["burst", "ordered"];
 
@@ -17,13 +17,16 @@ fn color(controller: &str) -> RGBColor {
 
 pub fn svg(report: &Report) -> anyhow::Result<String> {
     let mut out = String::new();
-    let rows = report.budgets.len().max(1);
+    // A budget whose runs did not finish has no lines to draw.
+    let budgets: Vec<&Budget> =
+        report.budgets.iter().filter(|b| report.results.iter().any(|m| m.budget.as_ref() == Some(*b))).collect();
+    let rows = budgets.len().max(1);
     {
         let root = SVGBackend::with_string(&mut out, (1000, 340 * rows as u32)).into_drawing_area();
         root.fill(&WHITE)?;
         let panels = root.split_evenly((rows, SCENARIOS.len()));
         for (i, panel) in panels.iter().enumerate() {
-            let budget = report.budgets.get(i / SCENARIOS.len());
+            let budget = budgets.get(i / SCENARIOS.len()).copied();
             let scenario = SCENARIOS[i % SCENARIOS.len()];
             let mut lines: Vec<(&str, &[(f64, u64)])> = report
                 .results
