@@ -43,7 +43,11 @@ struct ObjectRef {
 
 impl AuditLog {
     pub fn new(path: &Path) -> anyhow::Result<Self> {
-        anyhow::ensure!(path.exists(), "{} is missing: the plane must run with `hack/cluster up --audit`", path.display());
+        anyhow::ensure!(
+            path.exists(),
+            "{} is missing: the plane must run with `hack/cluster up --audit`",
+            path.display()
+        );
         Ok(AuditLog { path: path.to_owned() })
     }
 

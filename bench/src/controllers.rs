@@ -104,7 +104,12 @@ pub struct Usage {
 impl Running {
     pub async fn start(controller: Controller, budget: Budget, bins: &Binaries) -> anyhow::Result<Self> {
         let kubeconfig = bins.plane.join(format!("kubeconfig-{}", controller.user()));
-        anyhow::ensure!(kubeconfig.exists(), "{} is missing (hack/cluster kubeconfig {})", kubeconfig.display(), controller.user());
+        anyhow::ensure!(
+            kubeconfig.exists(),
+            "{} is missing (hack/cluster kubeconfig {})",
+            kubeconfig.display(),
+            controller.user()
+        );
         let port = free_port()?;
         let mut command = match controller {
             Controller::Upstream => {

@@ -29,6 +29,8 @@ pub async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
 /// Two positive numbers around `separator` ("20/30", "100x30"); `example` shows the form.
 pub fn positive_pair(s: &str, separator: char, example: &str) -> Result<(u32, u32), String> {
     let (a, b) = s.split_once(separator).ok_or_else(|| format!("{s:?}: write it as {example}"))?;
-    let parse = |v: &str| v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("{s:?}: {v:?} is not a positive number"));
+    let parse = |v: &str| {
+        v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| format!("{s:?}: {v:?} is not a positive number"))
+    };
     Ok((parse(a)?, parse(b)?))
 }

@@ -68,8 +68,14 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let args = Args::parse();
-    let (burst, ordered) = if args.scale { (Shape { sets: 2000, pods: 30 }, args.ordered) } else { (args.burst, args.ordered) };
-    let sizes = Sizes { burst_sets: burst.sets, burst_pods: burst.pods, ordered_sets: ordered.sets, ordered_pods: ordered.pods };
+    let (burst, ordered) =
+        if args.scale { (Shape { sets: 2000, pods: 30 }, args.ordered) } else { (args.burst, args.ordered) };
+    let sizes = Sizes {
+        burst_sets: burst.sets,
+        burst_pods: burst.pods,
+        ordered_sets: ordered.sets,
+        ordered_pods: ordered.pods,
+    };
     let timeout = Duration::from_secs(args.timeout_seconds);
     let plane = Plane {
         admin: client_for(&args.plane.join("kubeconfig")).await?,
@@ -124,11 +130,9 @@ async fn main() -> anyhow::Result<()> {
 fn write(args: &Args, stamp: &str, report: &mut Report) -> anyhow::Result<()> {
     report.finished = jiff::Timestamp::now().strftime("%H:%M UTC").to_string();
     let prefix = if args.scale { "scale-latest" } else { "latest" };
-    for (ext, text) in [
-        ("json", serde_json::to_string_pretty(report)?),
-        ("md", report.markdown()),
-        ("svg", chart::svg(report)?),
-    ] {
+    for (ext, text) in
+        [("json", serde_json::to_string_pretty(report)?), ("md", report.markdown()), ("svg", chart::svg(report)?)]
+    {
         for name in [stamp, prefix] {
             let path = args.out.join(format!("{name}.{ext}"));
             std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;

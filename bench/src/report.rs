@@ -40,7 +40,9 @@ impl Machine {
     pub fn this() -> Self {
         let memory_kib = std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse::<f64>().ok()))
+            .and_then(|m| {
+                m.lines().find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse::<f64>().ok())
+            })
             .unwrap_or(0.0);
         Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -61,7 +63,12 @@ impl Report {
         let _ = writeln!(
             out,
             "Run {} to {} on {} CPUs, {} GiB; Kubernetes {}, petset {}.  ",
-            self.started, self.finished, self.machine.cpus, self.machine.memory_gib, self.versions.kubernetes, self.versions.petset
+            self.started,
+            self.finished,
+            self.machine.cpus,
+            self.machine.memory_gib,
+            self.versions.kubernetes,
+            self.versions.petset
         );
         let _ = writeln!(
             out,

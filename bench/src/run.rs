@@ -105,7 +105,12 @@ impl Plane {
             }
             None => 0.0,
         };
-        Ok(Window { started: Instant::now(), audit: self.audit.mark()?, latency: request_latency(&self.admin).await?, cpu })
+        Ok(Window {
+            started: Instant::now(),
+            audit: self.audit.mark()?,
+            latency: request_latency(&self.admin).await?,
+            cpu,
+        })
     }
 
     /// Closes a window: the figures every scenario reports, for `user`'s requests.
@@ -209,7 +214,8 @@ pub async fn ceiling(plane: &Plane, sizes: Sizes, timeout: Duration) -> anyhow::
     };
     let measured = plane.close(window, "ceiling", "plain client", PLAIN_CLIENT, None, None, outcome).await?;
     let ready = observer.with(|t| t.ready(Some("ceiling"), "1"));
-    let measured = Measured { ready_over_time: ready_over_time(&observer, "ceiling"), ..measured.with_pods(ready as u64) };
+    let measured =
+        Measured { ready_over_time: ready_over_time(&observer, "ceiling"), ..measured.with_pods(ready as u64) };
     drop(observer);
     delete_namespace(&plane.admin, ns, timeout).await?;
     Ok(measured)
@@ -488,7 +494,13 @@ fn ready_over_time(observer: &Observer, scenario: &str) -> Vec<(f64, u64)> {
         times.sort_by(f64::total_cmp);
         let every = times.len().div_ceil(200).max(1);
         let mut points: Vec<(f64, u64)> = vec![(0.0, 0)];
-        points.extend(times.iter().enumerate().filter(|(i, _)| (i + 1) % every == 0 || i + 1 == times.len()).map(|(i, t)| (*t, i as u64 + 1)));
+        points.extend(
+            times
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (i + 1) % every == 0 || i + 1 == times.len())
+                .map(|(i, t)| (*t, i as u64 + 1)),
+        );
         points
     })
 }
@@ -537,11 +549,7 @@ async fn delete_namespace(admin: &Client, name: &str, timeout: Duration) -> anyh
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
-        let left = volumes
-            .list_metadata(&ListParams::default())
-            .await?
-            .items
-            .len();
+        let left = volumes.list_metadata(&ListParams::default()).await?.items.len();
         let ns_left = namespaces.get_opt(name).await?.is_some();
         if !ns_left && left == 0 {
             return Ok(());

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod controller;
 mod error;
+mod events;
 pub mod health;
 pub mod identity;
 pub mod metrics;

@@ -17,12 +17,7 @@ use petset_crd::PetSet;
 use serde_json::json;
 
 use super::plan::{Action, DeleteReason, Plan, Step};
-use crate::{
-    Error, cluster,
-    controller::{Context, Done},
-    identity,
-    revision::RevisionAction,
-};
+use crate::{Error, cluster, controller::Context, events::Done, identity, revision::RevisionAction};
 
 /// Runs the batches in order, the steps of a batch concurrently; stops after the first
 /// batch in which something failed, and returns that failure.
