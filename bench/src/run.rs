@@ -539,8 +539,8 @@ async fn create_namespace(admin: &Client, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deletes a namespace and waits until it and the volumes of its claims are gone, so
-/// the next run starts on an idle plane.
+/// Deletes a namespace and waits until it and every volume of the plane are gone (the
+/// plane runs nothing but the benchmark), so the next run starts on an idle plane.
 async fn delete_namespace(admin: &Client, name: &str, timeout: Duration) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     let volumes: Api<PersistentVolume> = Api::all(admin.clone());
