@@ -65,18 +65,18 @@ impl Context {
 
     /// Reports what the sync of `set` did: one event per reason and kind, so a sync
     /// that creates thirty pods publishes one event naming them, not thirty.
-    pub async fn report_done(&self, set: &PetSet) {
+    pub fn report_done(&self, set: &PetSet) {
         let done = self.done.lock().unwrap_or_else(PoisonError::into_inner).remove(&set.uid().unwrap_or_default());
         for (related, reason, verb, note) in summarize(done.unwrap_or_default(), &set.name_any()) {
             let related = related.as_ref().map(|(kind, name)| (kind.as_str(), name.as_str()));
-            self.event(set, related, EventType::Normal, reason, verb, note).await;
+            self.event(set, related, EventType::Normal, reason, verb, note);
         }
     }
 
     /// Publishes an event on the PetSet about the pod or claim `related` (events with
     /// the same reason about different objects stay separate, rather than being folded
     /// into one series); a failure to publish is logged, never fatal.
-    pub async fn event(
+    pub fn event(
         &self,
         set: &PetSet,
         related: Option<(&str, &str)>,

@@ -83,7 +83,7 @@ impl Write<'_> {
                         set.name_any(),
                         crate::message(&e)
                     );
-                    ctx.event(set, related, EventType::Warning, reason, self.verb, note).await;
+                    ctx.event(set, related, EventType::Warning, reason, self.verb, note);
                 }
                 Err(Error::write(self.verb, self.kind, self.name, e))
             }

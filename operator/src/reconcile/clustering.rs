@@ -50,8 +50,7 @@ pub async fn sync(
                         "ServiceNotManaged",
                         "Sync",
                         note,
-                    )
-                    .await;
+                    );
                 }
                 Some(ours) => apply(set, ctx, services.clone(), wanted, Some(&ours), "services").await?,
             },

@@ -48,7 +48,7 @@ pub async fn reconcile(set: Arc<PetSet>, ctx: Arc<Context>) -> Result<Action, Er
     let started = std::time::Instant::now();
     ctx.metrics.reconciles_in_flight.inc();
     let result = sync(&set, &ctx).instrument(span.clone()).await;
-    ctx.report_done(&set).await;
+    ctx.report_done(&set);
     ctx.metrics.reconciles_in_flight.dec();
     let elapsed = started.elapsed();
     ctx.metrics.reconciles.inc();
@@ -91,7 +91,7 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         tracing::debug!(waiting = why.as_str());
     }
     for warning in &plan.warnings {
-        ctx.event(set, None, EventType::Warning, "ClaimOwnedElsewhere", "Sync", warning.clone()).await;
+        ctx.event(set, None, EventType::Warning, "ClaimOwnedElsewhere", "Sync", warning.clone());
     }
 
     let mut outcome = act::execute(set, &plan, ctx).await;
@@ -105,7 +105,7 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     if let (Ok(()), Some((from, to))) = (&outcome, leadership.as_ref().and_then(|l| l.moved.clone())) {
         let note = format!("leader: {} -> {}", from.as_deref().unwrap_or("none"), to.as_deref().unwrap_or("none"));
         let pod = to.as_deref().or(from.as_deref()).map(|p| ("Pod", p));
-        ctx.event(set, pod, EventType::Normal, "LeaderChanged", "Sync", note).await;
+        ctx.event(set, pod, EventType::Normal, "LeaderChanged", "Sync", note);
     }
     let rejection = outcome
         .as_ref()
@@ -118,7 +118,7 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         leadership: leadership.as_ref().filter(|_| outcome.is_ok()),
     };
     let status = status::compute(set, &members, &revisions, &selector, learned, now);
-    report_transitions(set, &status, ctx).await;
+    report_transitions(set, &status, ctx);
     write_status(set, status, ctx).await?;
 
     match outcome {
@@ -145,7 +145,7 @@ fn next_sync(set: &PetSet, plan: &plan::Plan, members: &[&Pod], lease: Option<&L
 
 async fn refuse_selector(set: &PetSet, error: &str, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     let message = format!("spec.selector: {error}");
-    ctx.event(set, None, EventType::Warning, "InvalidSelector", "Sync", message.clone()).await;
+    ctx.event(set, None, EventType::Warning, "InvalidSelector", "Sync", message.clone());
     let mut status = set.status.clone().unwrap_or_default();
     status.observed_generation = set.metadata.generation;
     status::set_condition(&mut status, status::REPLICA_FAILURE, "True", "InvalidSelector", &message, now);
@@ -154,7 +154,7 @@ async fn refuse_selector(set: &PetSet, error: &str, ctx: &Context, now: Timestam
 }
 
 /// Events for the rollout's story: a step newly blocked (and why), a rollout complete.
-async fn report_transitions(set: &PetSet, status: &PetSetStatus, ctx: &Context) {
+fn report_transitions(set: &PetSet, status: &PetSetStatus, ctx: &Context) {
     let progressing = |s: Option<&PetSetStatus>| {
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == status::PROGRESSING))
             .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
@@ -172,15 +172,13 @@ async fn report_transitions(set: &PetSet, status: &PetSetStatus, ctx: &Context) 
         .find(|t| identity::ordinal_of(&set_name, t).is_some())
         .map(|p| ("Pod", p));
     match (value.as_str(), reason.as_str()) {
-        ("False", _) if reason_changed => {
-            ctx.event(set, pod, EventType::Warning, &reason, "Sync", message.clone()).await
-        }
+        ("False", _) if reason_changed => ctx.event(set, pod, EventType::Warning, &reason, "Sync", message.clone()),
         // About the revision rolled out, so each rollout keeps its own event.
         ("True", status::ROLLOUT_COMPLETE) if reason_changed => {
             let revision = status.update_revision.as_deref().map(|r| ("ControllerRevision", r));
-            ctx.event(set, revision, EventType::Normal, "RolloutComplete", "Sync", message).await
+            ctx.event(set, revision, EventType::Normal, "RolloutComplete", "Sync", message)
         }
-        ("True", _) => ctx.event(set, pod, EventType::Normal, "Waiting", "Sync", message.clone()).await,
+        ("True", _) => ctx.event(set, pod, EventType::Normal, "Waiting", "Sync", message.clone()),
         _ => {}
     }
 }
