@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, Stream, StreamExt, future, future::BoxFuture, stream};
+use futures::{FutureExt, StreamExt, channel::mpsc::UnboundedReceiver, future, future::BoxFuture, stream};
 use governor::DefaultKeyedRateLimiter;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -143,15 +143,27 @@ pub async fn run(
     ready: watch::Sender<bool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    // Every cache is fed by a task of its own that ends at shutdown, not by the
+    // Controller polling its stream: the Controller holds its runner until the PetSet
+    // cache is ready, and a first list that failed could then wait on the runner it holds.
+    let shutdown = shutdown.shared();
     let ns = &settings.namespaces;
     let part_of = || watcher::Config::default().labels(cluster::PART_OF_LABEL);
-    let (pods, pod_events) = cached::<Pod>(&client, ns, watcher::Config::default().labels(identity::POD_NAME_LABEL));
-    let (claims, claim_events) = cached::<PersistentVolumeClaim>(&client, ns, watcher::Config::default());
-    let (sets, set_events) = cached::<PetSet>(&client, ns, watcher::Config::default().any_semantic());
-    let (config_maps, config_map_events) = cached::<ConfigMap>(&client, ns, part_of());
-    let (services, service_events) = cached::<Service>(&client, ns, part_of());
-    let (leases, lease_events) = cached::<Lease>(&client, ns, part_of());
-    let (revisions, revision_events) = cached::<ControllerRevision>(&client, ns, watcher::Config::default());
+    let (sets, set_wakes) = cached(&client, ns, watcher::Config::default().any_semantic(), &shutdown, |s: &PetSet| {
+        vec![ObjectRef::from_obj(s)]
+    });
+    let pod_config = watcher::Config::default().labels(identity::POD_NAME_LABEL);
+    let (pods, pod_wakes) = cached(&client, ns, pod_config, &shutdown, owners_of::<Pod>(sets.clone()));
+    let (claims, claim_wakes) =
+        cached(&client, ns, watcher::Config::default(), &shutdown, owners_of::<PersistentVolumeClaim>(sets.clone()));
+    let (config_maps, config_map_wakes) =
+        cached(&client, ns, part_of(), &shutdown, owners_of::<ConfigMap>(sets.clone()));
+    let (services, service_wakes) = cached(&client, ns, part_of(), &shutdown, owners_of::<Service>(sets.clone()));
+    let (leases, lease_wakes) = cached(&client, ns, part_of(), &shutdown, owners_of::<Lease>(sets.clone()));
+    // Revisions change only when the operator changes them: cached, never a wake-up (so
+    // nothing is ever sent to the receiver dropped here).
+    let (revisions, _) =
+        cached(&client, ns, watcher::Config::default(), &shutdown, |_: &ControllerRevision| Vec::new());
 
     let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
     let ctx = Arc::new(Context {
@@ -170,38 +182,29 @@ pub async fn run(
     });
 
     let synced: Vec<BoxFuture<'static, Result<(), WriterDropped>>> = vec![
-        synced_once(pods.clone()),
-        synced_once(claims.clone()),
+        synced_once(pods),
+        synced_once(claims),
         synced_once(sets.clone()),
-        synced_once(revisions.clone()),
-        synced_once(config_maps.clone()),
-        synced_once(services.clone()),
-        synced_once(leases.clone()),
+        synced_once(revisions),
+        synced_once(config_maps),
+        synced_once(services),
+        synced_once(leases),
     ];
     // No sync before every cache has its first list, as upstream waits for its informers:
     // planned from a partial cache, a sync would recreate what exists (a write refused
     // per object) and publish counts that drop and come back.
-    let shutdown = shutdown.shared();
     tokio::select! {
         synced = future::try_join_all(synced) => if synced.is_err() { return },
         () = shutdown.clone() => return,
     }
     let _ = ready.send(true);
 
-    let for_pod = owners_of(sets.clone());
-    let for_claim = owners_of(sets.clone());
-    let (for_config_map, for_service, for_lease) =
-        (owners_of(sets.clone()), owners_of(sets.clone()), owners_of(sets.clone()));
+    let wakes = stream::select_all([set_wakes, pod_wakes, claim_wakes, config_map_wakes, service_wakes, lease_wakes]);
     let config = controller::Config::default().concurrency(settings.concurrency);
-    Controller::for_stream(set_events, sets)
+    // Every wake-up arrives through `reconcile_on`, so the Controller's own trigger is empty.
+    Controller::for_stream(stream::empty(), sets)
         .with_config(config)
-        .watches_stream(pod_events, move |pod: Pod| for_pod(&pod))
-        .watches_stream(claim_events, move |claim: PersistentVolumeClaim| for_claim(&claim))
-        .watches_stream(config_map_events, move |c: ConfigMap| for_config_map(&c))
-        .watches_stream(service_events, move |s: Service| for_service(&s))
-        .watches_stream(lease_events, move |l: Lease| for_lease(&l))
-        // Revisions change only when the operator changes them: cached, never a trigger.
-        .watches_stream(revision_events, |_: ControllerRevision| None::<ObjectRef<PetSet>>)
+        .reconcile_on(wakes)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|_| async {})
@@ -218,12 +221,17 @@ where
 }
 
 /// A cache of `K` in the watched namespaces (one watch over all of them, or one per
-/// listed namespace), and the stream of changes that feeds it.
-fn cached<K>(
+/// listed namespace), fed by a task that runs until `shutdown`, and the PetSets its
+/// changes wake, as `wakes` maps them. Only those references wait for the Controller:
+/// a restart's first lists of thousands of pods and claims are in the caches once, not
+/// also queued whole in a channel until the syncs start.
+fn cached<K, W>(
     client: &Client,
     namespaces: &[String],
     config: watcher::Config,
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+    shutdown: &(impl Future<Output = ()> + Clone + Send + 'static),
+    wakes: W,
+) -> (Store<K>, UnboundedReceiver<ObjectRef<PetSet>>)
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -233,6 +241,7 @@ where
         + Sync
         + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    W: Fn(&K) -> Vec<ObjectRef<PetSet>> + Send + 'static,
 {
     let apis: Vec<Api<K>> = if namespaces.is_empty() {
         vec![Api::all(client.clone())]
@@ -258,18 +267,15 @@ where
     // Errors stay here, where this watch retries with its own backoff. Passed on, they
     // would engage the Controller's trigger backoff, which holds back every watch at
     // once (for up to a minute) whenever any one of them fails.
-    let changes = reflector::reflector(writer, events).touched_objects().filter(|change| {
-        if let Err(error) = change {
+    let changes = reflector::reflector(writer, events).touched_objects().filter_map(|change| {
+        if let Err(error) = &change {
             tracing::debug!(%error, "watch failed; retrying");
         }
-        future::ready(change.is_ok())
+        future::ready(change.ok())
     });
-    // The cache is fed by a task of its own, not by the Controller polling the stream:
-    // the Controller holds its runner until the PetSet cache is ready, and a first list
-    // that failed could then wait on the very runner it holds.
-    // The task ends when the Controller drops the receiving end.
     let (tx, rx) = futures::channel::mpsc::unbounded();
-    tokio::spawn(changes.map(Ok).forward(tx));
+    let woken = changes.flat_map(move |object| stream::iter(wakes(&object))).map(Ok);
+    tokio::spawn(woken.take_until(shutdown.clone()).forward(tx));
     (store, rx)
 }
 
