@@ -52,6 +52,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Normal events each PetSet may still publish, by uid.
     pub event_budget: DefaultKeyedRateLimiter<String>,
+    /// When each PetSet may write its status next, by uid.
+    pub status_pace: DefaultKeyedRateLimiter<String>,
     /// What the running syncs have done, by PetSet uid, reported when each ends.
     pub done: Mutex<HashMap<String, Vec<Done>>>,
     pub metrics: Arc<Metrics>,
@@ -177,6 +179,7 @@ pub async fn run(
         leases: leases.clone(),
         recorder: Recorder::new(client, reporter),
         event_budget: event_budget(),
+        status_pace: reconcile::status_pace(),
         done: Mutex::default(),
         metrics,
     });

@@ -5,10 +5,16 @@ mod clustering;
 pub mod plan;
 pub mod status;
 
-use std::{sync::Arc, time::Duration};
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use governor::{
+    DefaultKeyedRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     Api, ResourceExt,
@@ -118,17 +124,41 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         leadership: leadership.as_ref().filter(|_| outcome.is_ok()),
     };
     let status = status::compute(set, &members, &revisions, &selector, learned, now);
-    report_transitions(set, &status, ctx);
-    write_status(set, status, ctx).await?;
+    let status_due = write_status_paced(set, status, ctx).await?;
 
+    let after = |wait: Duration| Action::requeue(status_due.map_or(wait, |due| due.min(wait)));
     match outcome {
         Err(e) if rejection.is_some() => {
             tracing::warn!(error = %e, "the API server refused what the spec renders");
-            Ok(Action::requeue(AFTER_REJECTION))
+            Ok(after(AFTER_REJECTION))
         }
         Err(e) => Err(e),
-        Ok(()) => Ok(Action::requeue(next_sync(set, &plan, &members, lease.as_deref(), now))),
+        Ok(()) => Ok(after(next_sync(set, &plan, &members, lease.as_deref(), now))),
     }
+}
+
+/// Status writes per PetSet: one a second. A set in a rollout or a scale changes its
+/// counts with nearly every pod, and writing each change took more requests than the
+/// pods themselves (4.5 status patches per pod replaced in a rolling update at 400 QPS);
+/// the changes in between are folded into the next write.
+pub fn status_pace() -> DefaultKeyedRateLimiter<String> {
+    const ONE: NonZeroU32 = NonZeroU32::new(1).unwrap();
+    RateLimiter::keyed(Quota::per_second(ONE))
+}
+
+/// Writes the status if it changed and the set's pace allows; otherwise returns how soon
+/// it may be written, for the sync to come back then. Rollout events go out with the
+/// write, so a status held back is not reported twice.
+async fn write_status_paced(set: &PetSet, status: PetSetStatus, ctx: &Context) -> Result<Option<Duration>, Error> {
+    if set.status.as_ref() == Some(&status) {
+        return Ok(None);
+    }
+    if let Err(not_until) = ctx.status_pace.check_key(&set.uid().unwrap_or_default()) {
+        return Ok(Some(not_until.wait_time_from(DefaultClock::default().now())));
+    }
+    report_transitions(set, &status, ctx);
+    write_status(set, status, ctx).await?;
+    Ok(None)
 }
 
 /// When to sync again with nothing changing: the earliest of a pod becoming Available,
@@ -193,11 +223,7 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
         .pods
         .state()
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| {
-            let controller = p.owner_references().iter().find(|r| r.controller == Some(true));
-            controller.is_none_or(|r| Some(&r.uid) == set_uid.as_ref())
-        })
+        .filter(|p| ours_or_orphan(&p.metadata, &ns, set_uid.as_deref()))
         .map(|p| p.as_ref().clone())
         .collect();
     let start = set.spec.start_ordinal();
@@ -212,22 +238,28 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
             }
         }
     }
-    // Only the revisions this set may own, adopt, or collide with by name: copying every
-    // revision of a busy namespace (each holds a whole pod template) on every sync was
-    // most of the operator's CPU in a rolling update of many sets.
+    // Only the revisions the set may own, adopt, or collide with by name are copied:
+    // each holds a whole pod template.
     let name_prefix = format!("{set_name}-");
     let revisions = ctx
         .revisions
         .state()
         .iter()
-        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
         .filter(|r| {
-            let controller = r.owner_references().iter().find(|o| o.controller == Some(true));
-            controller.is_none_or(|o| Some(&o.uid) == set_uid.as_ref()) || r.name_any().starts_with(&name_prefix)
+            ours_or_orphan(&r.metadata, &ns, set_uid.as_deref())
+                || (r.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && r.metadata.name.as_deref().is_some_and(|n| n.starts_with(&name_prefix)))
         })
         .map(|r| r.as_ref().clone())
         .collect();
     Observed { pods, claims, revisions, now }
+}
+
+/// Whether an object is in `ns` and has no controller or the set `uid` as controller.
+/// Read in place, without copies: it runs over every cached object on every sync.
+fn ours_or_orphan(meta: &ObjectMeta, ns: &str, uid: Option<&str>) -> bool {
+    let controller = meta.owner_references.iter().flatten().find(|r| r.controller == Some(true));
+    meta.namespace.as_deref() == Some(ns) && controller.is_none_or(|r| Some(r.uid.as_str()) == uid)
 }
 
 async fn write_status(set: &PetSet, status: PetSetStatus, ctx: &Context) -> Result<(), Error> {
