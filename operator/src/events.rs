@@ -14,8 +14,12 @@ pub struct Done {
     pub note: String,
 }
 
-/// One event per reason and kind: (the object if only one, reason, action, note).
-pub fn summarize(done: Vec<Done>, set: &str) -> Vec<(Option<(String, String)>, &'static str, &'static str, String)> {
+/// An event to publish: the (kind, name) of the object if there is only one, reason,
+/// action, note.
+pub type Summary = (Option<(String, String)>, &'static str, &'static str, String);
+
+/// One event per reason and kind.
+pub fn summarize(done: Vec<Done>, set: &str) -> Vec<Summary> {
     let mut groups: Vec<Vec<Done>> = Vec::new();
     for d in done {
         match groups.iter_mut().find(|g| g[0].reason == d.reason && g[0].kind == d.kind) {
