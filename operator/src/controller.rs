@@ -36,6 +36,7 @@ use crate::{
     identity,
     metrics::Metrics,
     reconcile,
+    unseen::Unseen,
 };
 
 /// What every sync shares.
@@ -54,6 +55,8 @@ pub struct Context {
     pub event_budget: DefaultKeyedRateLimiter<String>,
     /// When each PetSet may write its status next, by uid.
     pub status_pace: DefaultKeyedRateLimiter<String>,
+    /// Pods and claims created and not yet seen in the caches.
+    pub unseen: Unseen,
     /// What the running syncs have done, by PetSet uid, reported when each ends.
     pub done: Mutex<HashMap<String, Vec<Done>>>,
     pub metrics: Arc<Metrics>,
@@ -180,6 +183,7 @@ pub async fn run(
         recorder: Recorder::new(client, reporter),
         event_budget: event_budget(),
         status_pace: reconcile::status_pace(),
+        unseen: Unseen::default(),
         done: Mutex::default(),
         metrics,
     });

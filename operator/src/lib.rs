@@ -14,5 +14,6 @@ pub mod revision;
 #[cfg(test)]
 mod testing;
 pub mod throttle;
+mod unseen;
 
 pub use error::{Error, message};

@@ -114,6 +114,9 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
         }
         Action::CreateClaim { claim } => {
             let name = claim.name_any();
+            if ctx.unseen.pending("PersistentVolumeClaim", &ns, &name) {
+                return Ok(());
+            }
             // No event: the pod created next in the same step reports it, and an event
             // per claim would be as many writes as the claims themselves.
             let w = Write {
@@ -126,11 +129,15 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 failed: Some("FailedCreate"),
             };
             if w.send(set, ctx, claims.create(&PostParams::default(), claim)).await? {
+                ctx.unseen.created("PersistentVolumeClaim", &ns, &name);
                 ctx.metrics.claims_created.inc();
             }
         }
         Action::CreatePod { pod } => {
             let name = pod.name_any();
+            if ctx.unseen.pending("Pod", &ns, &name) {
+                return Ok(());
+            }
             let claims = claim_names(pod);
             let note = if claims.is_empty() {
                 format!("create Pod {name} in PetSet {set_name} successful")
@@ -148,6 +155,7 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 failed: Some("FailedCreate"),
             };
             if w.send(set, ctx, pods.create(&PostParams::default(), pod)).await? {
+                ctx.unseen.created("Pod", &ns, &name);
                 ctx.metrics.pods_created.inc();
             }
         }

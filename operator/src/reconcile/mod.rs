@@ -229,6 +229,7 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
         .filter(|p| ours_or_orphan(&p.metadata, &ns, set_uid.as_deref()))
         .map(|p| p.as_ref().clone())
         .collect();
+    ctx.unseen.seen("Pod", &ns, pods.iter().map(|p| p.name_any()));
     let start = set.spec.start_ordinal();
     let ordinals = (start..start.saturating_add(set.spec.replicas()))
         .chain(pods.iter().filter_map(|p| identity::ordinal_of(&set_name, &p.name_any())));
@@ -255,6 +256,7 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
         })
         .map(|r| r.as_ref().clone())
         .collect();
+    ctx.unseen.seen("PersistentVolumeClaim", &ns, claims.keys().cloned());
     Observed { pods, claims, revisions, now }
 }
 
