@@ -124,10 +124,7 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         leadership: leadership.as_ref().filter(|_| outcome.is_ok()),
     };
     let status = status::compute(set, &members, &revisions, &selector, learned, now);
-    // A sync that wrote pods or claims is woken again by their watch events, and that
-    // sync writes the status held back here; a timer could come back before the caches
-    // hold those writes, and plan them a second time.
-    let status_due = write_status_paced(set, status, ctx).await?.filter(|_| plan.batches.is_empty());
+    let status_due = write_status_paced(set, status, ctx).await?;
 
     let after = |wait: Duration| Action::requeue(status_due.map_or(wait, |due| due.min(wait)));
     match outcome {
