@@ -369,7 +369,11 @@ impl PetSetSpec {
         self.progress_deadline_seconds.unwrap_or(600).max(1)
     }
 
+    /// Only for RollingUpdate: under OnDelete a person chooses when pods go.
     pub fn replace_unhealthy_after_seconds(&self) -> Option<i32> {
+        if self.update_strategy_type() != UpdateStrategyType::RollingUpdate {
+            return None;
+        }
         self.rolling_update().and_then(|r| r.replace_unhealthy_after_seconds).filter(|s| *s > 0)
     }
 
@@ -380,8 +384,9 @@ impl PetSetSpec {
         let n = match value {
             IntOrString::Int(n) => *n,
             IntOrString::String(s) => {
-                let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-                (percent * self.replicas() as i64 / 100) as i32
+                // Admission bounds it to 100%; one stored before that rule is clamped.
+                let percent: i64 = s.trim_end_matches('%').parse::<i64>().unwrap_or(0).clamp(0, 100);
+                (percent * i64::from(self.replicas()) / 100) as i32
             }
         };
         Some(n.max(1))

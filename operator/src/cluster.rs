@@ -323,16 +323,14 @@ fn only_outdated(set: &PetSet, in_range: &[&Pod], leader: &Pod, update_revision:
 pub fn lease_holder(lease: Option<&Lease>, now: Timestamp) -> Option<String> {
     let spec = lease?.spec.as_ref()?;
     let holder = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
-    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
-    let duration = std::time::Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-    (renewed + duration > now).then_some(holder)
+    (lease_expiry(lease)? > now).then_some(holder)
 }
 
 /// When the Lease's hold runs out, to come back and take the label away on time.
 pub fn lease_expiry(lease: Option<&Lease>) -> Option<Timestamp> {
     let spec = lease?.spec.as_ref()?;
     let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
-    Some(renewed + std::time::Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64))
+    Some(crate::time::after(renewed, crate::time::seconds(spec.lease_duration_seconds.unwrap_or(0))))
 }
 
 #[cfg(test)]
@@ -375,7 +373,7 @@ mod tests {
         set.spec.ordinals = Some(petset_crd::PetSetOrdinals { start: 5 });
         set.spec.template.spec.as_mut().unwrap().init_containers =
             Some(vec![k8s_openapi::api::core::v1::Container { name: "init".into(), ..Default::default() }]);
-        let mut pod = identity::new_pod(&set, 6, "r");
+        let mut pod = identity::new_pod(&set, 6, "r", &set.spec.template);
         inject(&set, set.spec.clustering.as_ref().unwrap(), &mut pod, 6);
         let spec = pod.spec.unwrap();
         for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
@@ -458,6 +456,24 @@ mod tests {
         assert_eq!(leadership(&set, &refs, "r", Some(&valid), at(111)).unwrap().leader, None, "expired");
         let stranger = lease("someone-else", 100);
         assert_eq!(leadership(&set, &refs, "r", Some(&stranger), at(105)).unwrap().leader, None, "not a member");
+    }
+
+    #[test]
+    fn a_lease_renewed_at_the_end_of_time_does_not_panic() {
+        let set = clustered(LeaderPolicy::AppElected);
+        let pods = [member("web-0", true, "r", None)];
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let lease = Lease {
+            metadata: Default::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: Some("web-0".into()),
+                renew_time: Some(MicroTime("9999-12-30T21:00:00Z".parse().unwrap())),
+                lease_duration_seconds: Some(2_000_000_000),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(leadership(&set, &refs, "r", Some(&lease), at(10)).unwrap().leader.as_deref(), Some("web-0"));
+        assert_eq!(lease_expiry(Some(&lease)), Some(Timestamp::MAX));
     }
 
     #[test]

@@ -15,6 +15,11 @@ pub enum Error {
     #[error("reading from the API server: {0}")]
     Read(#[from] kube::Error),
 
+    /// A bug met in this sync; the set is retried like any failed sync, and no other
+    /// set is affected.
+    #[error("the sync panicked: {0}")]
+    Panic(String),
+
     #[error("writing the status of PetSet {name}: {source}")]
     Status {
         name: String,
@@ -46,6 +51,7 @@ impl Error {
             Error::Write { .. } => "write",
             Error::Read(_) => "read",
             Error::Status { .. } => "status",
+            Error::Panic(_) => "panic",
         }
     }
 }

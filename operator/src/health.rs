@@ -46,8 +46,7 @@ pub fn until_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Opt
     // A Ready condition with no transition time cannot be timed; count it as Available
     // rather than hold the set forever.
     let Some(since) = since else { return Some(Duration::ZERO) };
-    let available_at = since + Duration::from_secs(min_ready_seconds as u64);
-    Some(available_at.duration_since(now).try_into().unwrap_or(Duration::ZERO))
+    Some(crate::time::until(crate::time::after(since, crate::time::seconds(min_ready_seconds)), now))
 }
 
 pub fn is_running_and_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
@@ -82,6 +81,8 @@ mod tests {
         assert_eq!(until_available(&pod, 10, at(105)), Some(Duration::from_secs(5)));
         assert_eq!(until_available(&pod, 10, at(110)), Some(Duration::ZERO));
         assert!(is_running_and_available(&pod, 0, at(100)));
+        let late = pod_with("web-0", "Running", true, Some("9999-12-30T00:00:00Z".parse().unwrap()));
+        assert!(until_available(&late, i32::MAX, at(100)).is_some(), "no overflow at the end of time");
         let pending = pod_with("web-0", "Pending", false, None);
         assert_eq!(until_available(&pending, 10, at(200)), None);
     }

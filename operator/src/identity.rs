@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, Volume};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt, api::ObjectMeta};
 use petset_crd::PetSet;
@@ -32,14 +34,25 @@ pub fn ordinal_of(set: &str, pod_name: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
+/// The ordinal of a claim of one of the set's templates, or None when the name is not
+/// `<template>-<set>-<ordinal>`.
+pub fn claim_ordinal(set: &PetSet, claim: &str) -> Option<i32> {
+    let set_name = set.metadata.name.as_deref()?;
+    set.spec.volume_claim_templates.iter().find_map(|t| {
+        let rest = claim.strip_prefix(t.metadata.name.as_deref()?)?.strip_prefix('-')?;
+        ordinal_of(set_name, rest)
+    })
+}
+
 /// A controller reference to the set, as on every pod it owns.
 pub fn controller_ref(set: &PetSet) -> OwnerReference {
     set.controller_owner_ref(&()).expect("a PetSet read from the API server has a name and uid")
 }
 
-/// The pod for `ordinal` at the given revision: the template, plus the identity.
-pub fn new_pod(set: &PetSet, ordinal: i32, revision: &str) -> Pod {
-    let template = &set.spec.template;
+/// The pod for `ordinal` at `revision`, built from the template that revision holds
+/// (not necessarily the spec's: a pod below a partition stays at the current one),
+/// plus the identity.
+pub fn new_pod(set: &PetSet, ordinal: i32, revision: &str, template: &PodTemplateSpec) -> Pod {
     let name = pod_name(&set.name_any(), ordinal);
     let mut labels = template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
     labels.insert(REVISION_LABEL.into(), revision.into());
@@ -150,7 +163,7 @@ mod tests {
     #[test]
     fn pod_gets_the_identity_of_its_ordinal() {
         let set = petset("web", 3);
-        let pod = new_pod(&set, 2, "web-abc");
+        let pod = new_pod(&set, 2, "web-abc", &set.spec.template);
         assert_eq!(pod.name_any(), "web-2");
         let labels = pod.labels();
         assert_eq!(labels[POD_NAME_LABEL], "web-2");
@@ -169,7 +182,7 @@ mod tests {
     #[test]
     fn claims_replace_same_named_pod_volumes() {
         let set = petset("web", 3);
-        let pod = new_pod(&set, 1, "r");
+        let pod = new_pod(&set, 1, "r", &set.spec.template);
         let volumes = pod.spec.unwrap().volumes.unwrap();
         let www: Vec<_> = volumes.iter().filter(|v| v.name == "www").collect();
         assert_eq!(www.len(), 1);

@@ -14,6 +14,7 @@ pub mod revision;
 #[cfg(test)]
 mod testing;
 pub mod throttle;
+pub mod time;
 mod unseen;
 
 pub use error::{Error, message};

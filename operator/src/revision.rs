@@ -75,6 +75,9 @@ pub struct RevisionPlan {
     pub current: String,
     /// The revision the template asks for.
     pub update: String,
+    /// The template `current` holds: pods that stay at the current revision (below a
+    /// partition) are built from it, never from the spec's newer template.
+    pub current_template: PodTemplateSpec,
     /// The name for the template is taken by another template: bump the set's
     /// `collisionCount` and plan again.
     pub collision: bool,
@@ -129,7 +132,7 @@ pub fn plan_revisions(set: &PetSet, selector: &Selector, all: &[ControllerRevisi
     plan.update = match equal {
         Some(r) => {
             if r.revision != newest {
-                plan.actions.push(RevisionAction::Renumber { name: r.name_any(), revision: newest + 1 });
+                plan.actions.push(RevisionAction::Renumber { name: r.name_any(), revision: newest.saturating_add(1) });
             }
             r.name_any()
         }
@@ -140,12 +143,21 @@ pub fn plan_revisions(set: &PetSet, selector: &Selector, all: &[ControllerRevisi
             return plan;
         }
         None => {
-            plan.actions.push(RevisionAction::Create(Box::new(new_revision(set, wanted.clone(), newest + 1))));
+            plan.actions.push(RevisionAction::Create(Box::new(new_revision(
+                set,
+                wanted.clone(),
+                newest.saturating_add(1),
+            ))));
             wanted
         }
     };
-    let recorded = set.status.as_ref().and_then(|s| s.current_revision.clone());
-    plan.current = recorded.filter(|c| owned.iter().any(|r| &r.name_any() == c)).unwrap_or_else(|| plan.update.clone());
+    // The recorded current revision counts only while its template can be read back:
+    // a pod labelled with it must run exactly what it holds.
+    let recorded = set.status.as_ref().and_then(|s| s.current_revision.as_deref());
+    let current = recorded
+        .and_then(|c| owned.iter().find(|r| r.metadata.name.as_deref() == Some(c)))
+        .and_then(|r| Some((r.name_any(), template_of(r)?)));
+    (plan.current, plan.current_template) = current.unwrap_or_else(|| (plan.update.clone(), template.clone()));
 
     // History: keep the live revisions (current, update, any a pod runs) and the
     // newest revisionHistoryLimit others.
@@ -256,7 +268,7 @@ mod tests {
         set.spec.revision_history_limit = Some(1);
         let revs = stored(&set, &["a", "b", "c", "d", "e"]);
         // A pod still runs "b"; status says the rollout started from "d".
-        let mut pod = crate::identity::new_pod(&set, 0, &revs[1].name_any());
+        let mut pod = crate::identity::new_pod(&set, 0, &revs[1].name_any(), &set.spec.template);
         pod.metadata.uid = Some("p".into());
         set.status =
             Some(petset_crd::PetSetStatus { current_revision: Some(revs[3].name_any()), ..Default::default() });

@@ -106,11 +106,16 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 return Ok(());
             }
             let body = json!({"metadata": {"uid": uid, "ownerReferences": [identity::controller_ref(set)]}});
-            ownership(name).send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
+            // A pod replaced (409) or taken by another controller (422) since the plan
+            // is not ours: the rest of the plan counted it as a member, so the sync
+            // stops here and plans again from what the caches then hold.
+            ownership(name, &[404]).send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
         }
         Action::ReleasePod { name, uid } => {
             let body = json!({"metadata": {"uid": uid, "ownerReferences": [{"$patch": "delete", "uid": set.uid()}]}});
-            ownership(name).send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body))).await?;
+            ownership(name, &[404, 409, 422])
+                .send(set, ctx, pods.patch(name, &patch, &Patch::Strategic(&body)))
+                .await?;
         }
         Action::CreateClaim { claim } => {
             let name = claim.name_any();
@@ -251,18 +256,10 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
     Ok(())
 }
 
-/// Adopting or releasing a pod: the `uid` in the patch is a precondition, so a pod that
-/// is gone (404), was replaced (409) or changed owner (422) needs nothing more.
-fn ownership(name: &str) -> Write<'_> {
-    Write {
-        verb: "patch",
-        resource: "pods",
-        kind: "Pod",
-        name,
-        nothing_to_do: &[404, 409, 422],
-        done: None,
-        failed: None,
-    }
+/// Adopting or releasing a pod: the `uid` in the patch is a precondition, so the pod
+/// may be gone (404), replaced (409) or owned by someone else by now (422).
+fn ownership<'a>(name: &'a str, nothing_to_do: &'static [u16]) -> Write<'a> {
+    Write { verb: "patch", resource: "pods", kind: "Pod", name, nothing_to_do, done: None, failed: None }
 }
 
 /// Runs the revision actions, one after the other.

@@ -12,6 +12,7 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 
+use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -53,7 +54,7 @@ pub async fn reconcile(set: Arc<PetSet>, ctx: Arc<Context>) -> Result<Action, Er
     );
     let started = std::time::Instant::now();
     ctx.metrics.reconciles_in_flight.inc();
-    let result = sync(&set, &ctx).instrument(span.clone()).await;
+    let result = contained(sync(&set, &ctx)).instrument(span.clone()).await;
     ctx.report_done(&set);
     ctx.metrics.reconciles_in_flight.dec();
     let elapsed = started.elapsed();
@@ -79,7 +80,7 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     let history = revision::plan_revisions(set, &selector, &observed.revisions, &members);
     if history.collision {
         let mut status = set.status.clone().unwrap_or_default();
-        status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
+        status.collision_count = Some(status.collision_count.unwrap_or(0).saturating_add(1));
         tracing::info!(collision_count = status.collision_count, "revision name taken by another template");
         write_status(set, status, ctx).await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
@@ -88,7 +89,8 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     let (truncate, record): (Vec<_>, Vec<_>) =
         history.actions.iter().cloned().partition(|a| matches!(a, RevisionAction::Delete { .. }));
     act::revisions(set, &record, ctx).await?;
-    let revisions = Revisions { current: history.current, update: history.update };
+    let revisions =
+        Revisions { current: history.current, update: history.update, current_template: history.current_template };
 
     let lease = ctx.leases.get(&ObjectRef::new(&set.name_any()).within(&set.namespace().unwrap_or_default()));
     let leadership = cluster::leadership(set, &members, &revisions.update, lease.as_deref(), now);
@@ -137,6 +139,23 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// Runs a sync so that a panic in it becomes that sync's error: one set's bad luck
+/// must not end the controller that serves every other set.
+pub async fn contained<T>(sync: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    match std::panic::AssertUnwindSafe(sync).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            tracing::error!(panic = message, "sync panicked");
+            Err(Error::Panic(message))
+        }
+    }
+}
+
 /// Status writes per PetSet: one a second. A set in a rollout or a scale changes its
 /// counts with nearly every pod, and writing each change took more requests than the
 /// pods themselves (4.5 status patches per pod replaced in a rolling update at 400 QPS);
@@ -164,8 +183,7 @@ async fn write_status_paced(set: &PetSet, status: PetSetStatus, ctx: &Context) -
 /// When to sync again with nothing changing: the earliest of a pod becoming Available,
 /// a pod crossing the progress deadline, the leader Lease expiring, and the resync.
 fn next_sync(set: &PetSet, plan: &plan::Plan, members: &[&Pod], lease: Option<&Lease>, now: Timestamp) -> Duration {
-    let lease_expiry =
-        cluster::lease_expiry(lease).filter(|t| *t > now).and_then(|t| t.duration_since(now).try_into().ok());
+    let lease_expiry = cluster::lease_expiry(lease).filter(|t| *t > now).map(|t| crate::time::until(t, now));
     [plan.requeue_after, status::until_deadline(set, members, now), lease_expiry]
         .into_iter()
         .flatten()
@@ -227,18 +245,20 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
         .map(|p| p.as_ref().clone())
         .collect();
     ctx.unseen.seen("Pod", &ns, pods.iter().map(|p| p.name_any()));
-    let start = set.spec.start_ordinal();
-    let ordinals = (start..start.saturating_add(set.spec.replicas()))
-        .chain(pods.iter().filter_map(|p| identity::ordinal_of(&set_name, &p.name_any())));
-    let mut claims = std::collections::BTreeMap::new();
-    for ordinal in ordinals {
-        for template in &set.spec.volume_claim_templates {
-            let name = identity::claim_name(&template.name_any(), &set_name, ordinal);
-            if let Some(claim) = ctx.claims.get(&ObjectRef::new(&name).within(&ns)) {
-                claims.insert(name, claim.as_ref().clone());
-            }
-        }
-    }
+    // Every claim of the set's templates, whether or not its member exists: claims of
+    // members scaled away follow the retention policy too. Found by name, not by
+    // walking the ordinals, so the cost does not grow with `replicas`.
+    let claims: std::collections::BTreeMap<_, _> = if set.spec.volume_claim_templates.is_empty() {
+        Default::default()
+    } else {
+        ctx.claims
+            .state()
+            .iter()
+            .filter(|c| c.metadata.namespace.as_deref() == Some(ns.as_str()))
+            .filter(|c| c.metadata.name.as_deref().is_some_and(|n| identity::claim_ordinal(set, n).is_some()))
+            .map(|c| (c.name_any(), c.as_ref().clone()))
+            .collect()
+    };
     // Only the revisions the set may own, adopt, or collide with by name are copied:
     // each holds a whole pod template.
     let name_prefix = format!("{set_name}-");
@@ -278,4 +298,17 @@ async fn write_status(set: &PetSet, status: PetSetStatus, ctx: &Context) -> Resu
         .map_err(|source| Error::Status { name, source })?;
     ctx.metrics.write("patch", "petsets/status");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_sync_is_that_sync_failing() {
+        let failed = contained(async { panic!("index out of bounds") as Result<(), Error> }).await;
+        assert!(matches!(&failed, Err(Error::Panic(m)) if m.contains("index out of bounds")), "{failed:?}");
+        assert_eq!(failed.unwrap_err().metric_label(), "panic");
+        assert!(contained(async { Ok::<_, Error>(7) }).await.is_ok_and(|v| v == 7));
+    }
 }

@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, core::Selector, core::SelectorExt};
@@ -19,6 +19,7 @@ use crate::health::{
     not_ready_since, until_available,
 };
 use crate::identity::{self, REVISION_LABEL};
+use crate::time;
 
 /// What the cluster holds for one PetSet.
 #[derive(Clone, Debug, Default)]
@@ -33,10 +34,12 @@ pub struct Observed {
 }
 
 /// The revision pods start from and the one the template now asks for.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Revisions {
     pub current: String,
     pub update: String,
+    /// The template `current` holds (the update revision holds the spec's).
+    pub current_template: PodTemplateSpec,
 }
 
 /// One API write. Each carries what `act` needs, and nothing it must look up.
@@ -93,6 +96,10 @@ pub enum DeleteReason {
     /// At an old revision and not Ready for `replaceUnhealthyAfterSeconds`.
     Stuck,
 }
+
+/// The most pods one Parallel sync creates. Slow start (batches of 1, 2, 4, ...) still
+/// applies inside it; the next sync creates the next ones.
+pub const MAX_CREATES_PER_SYNC: usize = 512;
 
 /// Actions for one member, run in order (its claims before its pod).
 pub type Step = Vec<Action>;
@@ -183,6 +190,8 @@ pub fn plan(
 
     let members = members(set, selector, &observed.pods);
     planner.index(&members);
+    let fixes = planner.memberless_claim_fixes();
+    planner.push_batch(fixes);
     if planner.scale().is_continue() {
         planner.update();
     }
@@ -293,15 +302,20 @@ impl<'a> Planner<'a> {
         self.plan
     }
 
-    /// The revision a new pod for `ordinal` gets: ordinals under the partition keep
-    /// the current revision.
-    fn revision_for(&self, ordinal: i32) -> &str {
+    /// The revision a new pod for `ordinal` gets, and the template it is built from:
+    /// ordinals under the partition keep the current revision.
+    fn revision_for(&self, ordinal: i32) -> (&str, &PodTemplateSpec) {
         let rolling = self.set.spec.update_strategy_type() == UpdateStrategyType::RollingUpdate;
         if rolling && ordinal < self.start.saturating_add(self.set.spec.partition()) {
-            &self.revisions.current
+            (&self.revisions.current, &self.revisions.current_template)
         } else {
-            &self.revisions.update
+            (&self.revisions.update, &self.set.spec.template)
         }
+    }
+
+    /// In-range ordinals without a member.
+    fn missing(&self) -> usize {
+        (i64::from(self.end) - i64::from(self.start)).max(0) as usize - self.in_range.len()
     }
 
     /// The lowest unhealthy in-range ordinal (a missing pod counts), else the lowest
@@ -312,12 +326,42 @@ impl<'a> Planner<'a> {
             .or_else(|| self.condemned.iter().rev().find(|(_, p)| !is_healthy(p)).map(|(o, _)| *o))
     }
 
+    /// In-range ordinals this sync looks at, lowest first: every member's, and the
+    /// first `missing` ordinals that have none. Bounded by what exists and what one sync
+    /// may create, never by `replicas` (a set of two million members must not build two
+    /// million pods before its first batch).
+    fn ordinals_to_visit(&self, missing: usize) -> Vec<i32> {
+        let mut out = Vec::with_capacity(self.in_range.len() + missing.min(self.in_range.len() + 1));
+        let mut left = missing;
+        let mut next = self.start;
+        while next < self.end {
+            if self.in_range.contains_key(&next) || left > 0 {
+                if !self.in_range.contains_key(&next) {
+                    left -= 1;
+                }
+                out.push(next);
+                next += 1;
+                continue;
+            }
+            match self.in_range.range(next..).next() {
+                Some((&ordinal, _)) => next = ordinal,
+                None => break,
+            }
+        }
+        out
+    }
+
     /// Creates, repairs and removes members until the set has the right pods
     /// (upstream's sync steps 3 to 6).
     fn scale(&mut self) -> Flow {
         let first_unhealthy = self.first_unhealthy();
+        let visit = self.ordinals_to_visit(if self.ordered { 1 } else { MAX_CREATES_PER_SYNC });
+        if !self.ordered && visit.len() < self.in_range.len().saturating_add(self.missing()) {
+            // The watch events of this sync's creations bring the set back for more.
+            self.plan.waiting.get_or_insert(format!("creating pods, {MAX_CREATES_PER_SYNC} per sync"));
+        }
         let mut steps = Vec::new();
-        for ordinal in self.start..self.end {
+        for ordinal in visit {
             let mut step = Vec::new();
             let flow = self.member(ordinal, &mut step);
             steps.push(step);
@@ -422,9 +466,9 @@ impl<'a> Planner<'a> {
         if !outdated || is_terminating(pod) {
             return false;
         }
-        let due = since + Duration::from_secs(bound as u64);
+        let due = time::after(since, time::seconds(bound));
         if self.observed.now < due {
-            self.requeue(due.duration_since(self.observed.now).try_into().unwrap_or(Duration::ZERO));
+            self.requeue(time::until(due, self.observed.now));
             return false;
         }
         step.push(Action::DeletePod {
@@ -459,7 +503,8 @@ impl<'a> Planner<'a> {
             }
         }
         self.create_missing_claims(ordinal, step);
-        let mut pod = identity::new_pod(self.set, ordinal, self.revision_for(ordinal));
+        let (revision, template) = self.revision_for(ordinal);
+        let mut pod = identity::new_pod(self.set, ordinal, revision, template);
         if let Some(clustering) = &self.set.spec.clustering {
             cluster::inject(self.set, clustering, &mut pod, ordinal);
         }
@@ -510,6 +555,41 @@ impl<'a> Planner<'a> {
         step
     }
 
+    /// Claims the set owns whose member does not exist (scaled away, or not created
+    /// yet) follow the policy in force too: a policy changed to Retain after a
+    /// scale-down must not leave them to the garbage collector with the set.
+    fn memberless_claim_fixes(&self) -> Vec<Step> {
+        let set_uid = self.set.uid().unwrap_or_default();
+        let scaled_delete = self.set.spec.retention_policy().when_scaled == RetentionPolicyType::Delete;
+        let members: std::collections::BTreeSet<i32> =
+            self.in_range.keys().copied().chain(self.condemned.iter().map(|(o, _)| *o)).collect();
+        let mut steps = Vec::new();
+        for (name, claim) in &self.observed.claims {
+            let Some(ordinal) = identity::claim_ordinal(self.set, name) else { continue };
+            let refs = claim.owner_references();
+            let set_owned = refs.iter().any(|r| r.uid == set_uid);
+            let other_controller = refs.iter().any(|r| r.controller == Some(true) && r.uid != set_uid);
+            if members.contains(&ordinal)
+                || claim.metadata.deletion_timestamp.is_some()
+                || !set_owned
+                || other_controller
+            {
+                continue;
+            }
+            let in_range = (self.start..self.end).contains(&ordinal);
+            // Out of range under whenScaled: Delete, the policy wants it gone anyway.
+            if !in_range && scaled_delete {
+                continue;
+            }
+            let owners = retention_owners(self.set, refs, None, in_range);
+            if owners != refs {
+                let pod = identity::pod_name(&self.set_name, ordinal);
+                steps.push(vec![Action::SetClaimOwners { name: name.clone(), pod, owners }]);
+            }
+        }
+        steps
+    }
+
     /// A condemned member (upstream's processCondemned).
     fn condemn(&mut self, ordinal: i32, pod: &Pod, first_unhealthy: Option<i32>, out: &mut Vec<Step>) -> Flow {
         let name = pod.name_any();
@@ -557,18 +637,20 @@ impl<'a> Planner<'a> {
         vec![Action::DeletePod { name, uid, reason: DeleteReason::Update }]
     }
 
-    /// Ordinals from the top down to the floor, the leader's last (leader last: a
-    /// rolling update replaces followers first).
-    fn update_order(&self, floor: i32) -> Vec<i32> {
-        let is_leader = |o: &i32| self.leader.as_deref() == Some(identity::pod_name(&self.set_name, *o).as_str());
-        let (leader, others): (Vec<i32>, Vec<i32>) = (floor..self.end).rev().partition(is_leader);
-        others.into_iter().chain(leader).collect()
+    /// `ordinals` (the top of [floor, end) down) with the leader's moved to the end: a
+    /// rolling update replaces followers first. Lazy, so a walk that stops early costs
+    /// only its steps.
+    fn leader_last(&self, floor: i32, ordinals: impl Iterator<Item = i32>) -> impl Iterator<Item = i32> {
+        let leader = self.leader.as_deref().and_then(|l| identity::ordinal_of(&self.set_name, l));
+        let leader_in_range = leader.filter(|l| (floor..self.end).contains(l));
+        ordinals.filter(move |o| Some(*o) != leader).chain(leader_in_range)
     }
 
     /// The classic update: the first outdated pod from the top is replaced; an unhealthy
     /// pod on the way waits.
     fn update_one_at_a_time(&mut self, floor: i32) {
-        for ordinal in self.update_order(floor) {
+        let order: Vec<i32> = self.leader_last(floor, (floor..self.end).rev()).take(self.in_range.len() + 1).collect();
+        for ordinal in order {
             let Some(pod) = self.in_range.get(&ordinal).copied() else {
                 self.wait(format!(
                     "rolling update waits for {} to be created",
@@ -592,20 +674,20 @@ impl<'a> Planner<'a> {
     /// pods of the set (in range, missing ones included) within the limit.
     fn update_with_max_unavailable(&mut self, floor: i32, max: i32) {
         let now = self.observed.now;
-        let unavailable = (self.start..self.end)
-            .filter(|o| {
-                self.in_range
-                    .get(o)
-                    .is_none_or(|p| is_terminating(p) || !is_running_and_available(p, self.min_ready, now))
-            })
-            .count() as i32;
+        let unavailable = self
+            .in_range
+            .values()
+            .filter(|p| is_terminating(p) || !is_running_and_available(p, self.min_ready, now))
+            .count()
+            .saturating_add(self.missing());
+        let unavailable = i32::try_from(unavailable).unwrap_or(i32::MAX);
         if unavailable >= max {
             self.wait(format!("rolling update waits: {unavailable} pods unavailable, maxUnavailable is {max}"));
             return;
         }
+        let present = self.in_range.range(floor..self.end).rev().map(|(o, _)| *o);
         let targets: Vec<&Pod> = self
-            .update_order(floor)
-            .into_iter()
+            .leader_last(floor, present)
             .filter_map(|o| self.in_range.get(&o).copied())
             .filter(|p| self.outdated(p) && !is_terminating(p))
             .take((max - unavailable) as usize)

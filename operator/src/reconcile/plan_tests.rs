@@ -25,13 +25,21 @@ enum State {
     Terminating,
 }
 
+/// The spec's template is at "web-new"; "web-old" holds the same template with image
+/// `nginx:old`.
 fn rev() -> Revisions {
-    Revisions { current: "web-old".into(), update: "web-new".into() }
+    let mut current_template = petset("web", 1).spec.template;
+    current_template.spec.as_mut().unwrap().containers[0].image = Some("nginx:old".into());
+    Revisions { current: "web-old".into(), update: "web-new".into(), current_template }
+}
+
+fn image(pod: &Pod) -> &str {
+    pod.spec.as_ref().unwrap().containers[0].image.as_deref().unwrap_or_default()
 }
 
 /// A member pod of `set` in `state`, at the update revision.
 fn pod(set: &PetSet, ordinal: i32, state: State) -> Pod {
-    let mut pod = new_pod(set, ordinal, "web-new");
+    let mut pod = new_pod(set, ordinal, "web-new", &set.spec.template);
     pod.metadata.uid = Some(format!("pod-uid-{ordinal}"));
     let (phase, ready) = match state {
         State::Pending => ("Pending", false),
@@ -315,6 +323,7 @@ fn rolling_update_replaces_the_highest_outdated_pod_above_the_partition() {
         panic!("{:?}", brief(&plan))
     };
     assert_eq!(pod.labels()[crate::identity::REVISION_LABEL], "web-old");
+    assert_eq!(image(pod), "nginx:old", "built from the current revision's template, not the spec's");
 }
 
 #[test]
@@ -347,6 +356,8 @@ prop_compose! {
         ordered in any::<bool>(),
         when_deleted in policy(),
         when_scaled in policy(),
+        partition in proptest::option::of(0..10i32),
+        on_delete in any::<bool>(),
         states in proptest::collection::vec(state(), 10),
         claims_present in proptest::collection::vec(any::<bool>(), 10),
     ) -> (PetSet, Observed) {
@@ -354,6 +365,10 @@ prop_compose! {
         set.spec.ordinals = Some(PetSetOrdinals { start });
         if !ordered {
             set = parallel(set);
+        }
+        rolling(&mut set).partition = partition;
+        if on_delete {
+            set.spec.update_strategy.as_mut().unwrap().type_ = petset_crd::UpdateStrategyType::OnDelete;
         }
         let pods: Vec<(i32, State)> = states.iter().enumerate().filter_map(|(o, s)| s.map(|s| (o as i32, s))).collect();
         let mut obs = observed(&set, &pods);
@@ -444,6 +459,27 @@ proptest! {
         }
     }
 
+    /// A pod is its revision: whatever it is labelled with, it runs that revision's
+    /// template (upstream builds pods from the set as each revision holds it).
+    #[test]
+    fn every_pod_runs_the_template_of_its_revision((set, obs) in world()) {
+        let revisions = rev();
+        let plan = run(&set, &obs);
+        for a in actions(&plan) {
+            if let Action::CreatePod { pod } = a {
+                let label = &pod.labels()[crate::identity::REVISION_LABEL];
+                let template = if *label == revisions.current { &revisions.current_template } else { &set.spec.template };
+                prop_assert_eq!(label == &revisions.current || label == &revisions.update, true);
+                let (want, got) = (template.spec.as_ref().unwrap(), pod.spec.as_ref().unwrap());
+                prop_assert_eq!(&want.containers, &got.containers, "{} at {}", pod.name_any(), label);
+                prop_assert_eq!(&want.init_containers, &got.init_containers);
+                for (k, v) in template.metadata.as_ref().and_then(|m| m.labels.as_ref()).into_iter().flatten() {
+                    prop_assert_eq!(pod.labels().get(k), Some(v));
+                }
+            }
+        }
+    }
+
     #[test]
     fn only_owned_members_are_deleted((set, obs) in world()) {
         let plan = run(&set, &obs);
@@ -501,4 +537,50 @@ fn stuck_pods_at_an_old_revision_are_replaced_only_when_asked_and_after_the_boun
     // A pod already at the update revision is waited for, never replaced.
     let obs = observed(&set, &[(0, State::Ready), (1, State::Ready), (2, State::NotReady)]);
     assert!(brief(&run(&set, &obs)).is_empty());
+}
+
+#[test]
+fn a_huge_parallel_set_builds_only_what_one_sync_creates() {
+    let set = parallel(petset("web", 2_000_000));
+    let plan = run(&set, &observed(&set, &[(0, State::Ready), (5, State::Pending)]));
+    let creates = brief(&plan).iter().filter(|a| a.starts_with("create ")).count();
+    assert_eq!(creates, MAX_CREATES_PER_SYNC);
+    assert!(brief(&plan).contains(&"create web-1".to_string()), "the lowest missing ordinals first");
+    assert!(plan.waiting.is_some(), "says it is not done");
+    // OrderedReady creates one; a rolling update with maxUnavailable walks what exists.
+    let mut ordered = petset("web", 2_000_000);
+    rolling(&mut ordered).max_unavailable = Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(3));
+    let mut obs = observed(&ordered, &[(0, State::Ready), (1, State::Ready)]);
+    outdated(&mut obs);
+    assert_eq!(brief(&run(&ordered, &obs)), ["claim www-web-2", "create web-2"]);
+}
+
+#[test]
+fn claims_of_members_scaled_away_follow_a_changed_policy() {
+    // Scaled 3 -> 1 under whenDeleted: Delete; claims 1 and 2 kept, owned by the set.
+    let set = with_policy(petset("web", 1), R::Delete, R::Retain);
+    let mut obs = observed(&set, &[(0, State::Ready)]);
+    obs.claims = claims_for(&set, 0..3);
+    for claim in obs.claims.values_mut() {
+        claim.metadata.owner_references = Some(vec![controller_ref(&set)]);
+    }
+    assert!(brief(&run(&set, &obs)).is_empty(), "the policy in force keeps them with the set");
+    // The policy becomes Retain/Retain: every claim the set owns loses the reference.
+    let retain = with_policy(set.clone(), R::Retain, R::Retain);
+    let mut fixed = brief(&run(&retain, &obs));
+    fixed.sort();
+    assert_eq!(fixed, ["own www-web-0 by ", "own www-web-1 by ", "own www-web-2 by "]);
+    // Under whenScaled: Delete the scaled-away claims are meant to go: left as they are.
+    let scaled_delete = with_policy(set, R::Delete, R::Delete);
+    assert!(brief(&run(&scaled_delete, &obs)).is_empty());
+}
+
+#[test]
+fn on_delete_never_replaces_stuck_pods() {
+    let mut set = petset("web", 3);
+    rolling(&mut set).replace_unhealthy_after_seconds = Some(1);
+    set.spec.update_strategy.as_mut().unwrap().type_ = petset_crd::UpdateStrategyType::OnDelete;
+    let mut obs = observed(&set, &[(0, State::Ready), (1, State::Ready), (2, State::NotReady)]);
+    outdated(&mut obs);
+    assert!(brief(&run(&set, &obs)).is_empty(), "under OnDelete a person chooses when pods go");
 }

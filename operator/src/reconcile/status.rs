@@ -12,6 +12,7 @@ use super::plan::Revisions;
 use crate::cluster::Leadership;
 use crate::health::{is_running_and_available, is_running_and_ready, is_terminating, not_ready_since, phase};
 use crate::identity::REVISION_LABEL;
+use crate::time;
 
 /// `ReplicaFailure`: the API server refused a pod or claim the spec renders (the same
 /// condition type Deployments use). Set with the server's message, which names the field.
@@ -133,7 +134,10 @@ pub fn compute(
     }
     let old_leader = old.leader.clone().unwrap_or_default();
     status.leader = match leadership {
-        Some(l) => Some(LeaderStatus { epoch: old_leader.epoch + i64::from(l.moved.is_some()), pod: l.leader.clone() }),
+        Some(l) => Some(LeaderStatus {
+            epoch: old_leader.epoch.saturating_add(i64::from(l.moved.is_some())),
+            pod: l.leader.clone(),
+        }),
         // Without a decision this sync (no policy, or the labels did not land), keep it.
         None if set.spec.clustering.as_ref().is_some_and(|c| c.leader.is_some()) => old.leader,
         None => None,
@@ -144,25 +148,25 @@ pub fn compute(
 /// How long until a live member that is not Ready crosses the progress deadline, so
 /// the sync comes back to report it on time.
 pub fn until_deadline(set: &PetSet, members: &[&Pod], now: Timestamp) -> Option<std::time::Duration> {
-    let deadline = std::time::Duration::from_secs(set.spec.progress_deadline_seconds() as u64);
+    let deadline = time::seconds(set.spec.progress_deadline_seconds());
     members
         .iter()
         .filter(|p| !is_terminating(p))
         .filter_map(|p| not_ready_since(p))
-        .map(|since| since + deadline)
+        .map(|since| time::after(since, deadline))
         .filter(|due| *due > now)
         .min()
-        .and_then(|due| due.duration_since(now).try_into().ok())
+        .map(|due| time::until(due, now))
 }
 
 /// The longest-unready live member, when it has been so past the progress deadline.
 fn stalled(set: &PetSet, members: &[&Pod], now: Timestamp) -> Option<(String, Timestamp)> {
-    let deadline = std::time::Duration::from_secs(set.spec.progress_deadline_seconds() as u64);
+    let deadline = time::seconds(set.spec.progress_deadline_seconds());
     members
         .iter()
         .filter(|p| !is_terminating(p))
         .filter_map(|p| not_ready_since(p).map(|since| (p.metadata.name.clone().unwrap_or_default(), since)))
-        .filter(|(_, since)| *since + deadline <= now)
+        .filter(|(_, since)| time::after(*since, deadline) <= now)
         .min_by_key(|(_, since)| *since)
 }
 
@@ -207,7 +211,7 @@ mod tests {
     fn counts_and_conditions_follow_the_pods() {
         let set = petset("web", 2);
         let selector = Selector::try_from(set.spec.selector.clone()).unwrap();
-        let revisions = Revisions { current: "web-a".into(), update: "web-b".into() };
+        let revisions = Revisions { current: "web-a".into(), update: "web-b".into(), ..Default::default() };
         let pods = [member("web-0", "web-a", true, 0), member("web-1", "web-b", false, 900)];
         let refs: Vec<&Pod> = pods.iter().collect();
         let status = compute(
