@@ -31,7 +31,7 @@ mod tests {
         assert_eq!(after(late, seconds(2_000_000_000)), Timestamp::MAX);
         assert_eq!(after(Timestamp::MAX, Duration::MAX), Timestamp::MAX);
         assert_eq!(after(Timestamp::UNIX_EPOCH, seconds(5)), Timestamp::from_second(5).unwrap());
-        assert_eq!(until(Timestamp::MAX, Timestamp::MIN) > Duration::ZERO, true);
+        assert!(until(Timestamp::MAX, Timestamp::MIN) > Duration::ZERO);
         assert_eq!(until(Timestamp::MIN, Timestamp::MAX), Duration::ZERO);
         assert_eq!(seconds(-3), Duration::ZERO);
     }
