@@ -17,13 +17,13 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Client, Resource, ResourceExt,
     core::{Selector, SelectorExt},
     runtime::{
-        Controller, WatchStreamExt,
+        Controller,
         controller::{self, Action},
         events::{Event, EventType, Recorder, Reporter},
-        reflector::{self, ObjectRef, Store, store::WriterDropped},
+        reflector::{ObjectRef, Store, store::WriterDropped},
         watcher,
     },
 };
@@ -31,10 +31,10 @@ use petset_crd::PetSet;
 use tokio::sync::watch;
 
 use crate::{
-    Error, cluster,
+    Error, cache, cluster,
     events::{Done, event_budget, summarize},
     identity,
-    metrics::Metrics,
+    metrics::{KindLabels, Metrics},
     reconcile,
     unseen::Unseen,
 };
@@ -108,17 +108,8 @@ impl Context {
             tracing::debug!(reason, "event budget spent; not published");
             return;
         }
-        // The API server refuses notes over 1 kB.
-        let note = if note.len() > 1024 { format!("{}...", note.chars().take(1000).collect::<String>()) } else { note };
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary };
-        // Published beside the sync, as client-go's broadcaster does: a sync waits on the
-        // writes that change the set, not on its report of them.
-        let (recorder, regarding) = (self.recorder.clone(), set.object_ref(&()));
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &regarding).await {
-                tracing::warn!(error = %e, reason = event.reason, "could not publish an event");
-            }
-        });
+        publish(&self.recorder, event, set.object_ref(&()));
     }
 }
 
@@ -153,24 +144,34 @@ pub async fn run(
     // cache is ready, and a first list that failed could then wait on the runner it holds.
     let shutdown = shutdown.shared();
     let ns = &settings.namespaces;
+    let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let undecodable = &UndecodableReport { recorder: recorder.clone(), metrics: metrics.clone() };
     let part_of = || watcher::Config::default().labels(cluster::PART_OF_LABEL);
-    let (sets, set_wakes) = cached(&client, ns, watcher::Config::default().any_semantic(), &shutdown, |s: &PetSet| {
-        vec![ObjectRef::from_obj(s)]
-    });
+    let set_config = watcher::Config::default().any_semantic();
+    let (sets, set_wakes) =
+        cached(&client, ns, set_config, &shutdown, undecodable, |s: &PetSet| vec![ObjectRef::from_obj(s)]);
     let pod_config = watcher::Config::default().labels(identity::POD_NAME_LABEL);
-    let (pods, pod_wakes) = cached(&client, ns, pod_config, &shutdown, owners_of::<Pod>(sets.clone()));
-    let (claims, claim_wakes) =
-        cached(&client, ns, watcher::Config::default(), &shutdown, owners_of::<PersistentVolumeClaim>(sets.clone()));
+    let (pods, pod_wakes) = cached(&client, ns, pod_config, &shutdown, undecodable, owners_of::<Pod>(sets.clone()));
+    let (claims, claim_wakes) = cached(
+        &client,
+        ns,
+        watcher::Config::default(),
+        &shutdown,
+        undecodable,
+        owners_of::<PersistentVolumeClaim>(sets.clone()),
+    );
     let (config_maps, config_map_wakes) =
-        cached(&client, ns, part_of(), &shutdown, owners_of::<ConfigMap>(sets.clone()));
-    let (services, service_wakes) = cached(&client, ns, part_of(), &shutdown, owners_of::<Service>(sets.clone()));
-    let (leases, lease_wakes) = cached(&client, ns, part_of(), &shutdown, owners_of::<Lease>(sets.clone()));
+        cached(&client, ns, part_of(), &shutdown, undecodable, owners_of::<ConfigMap>(sets.clone()));
+    let (services, service_wakes) =
+        cached(&client, ns, part_of(), &shutdown, undecodable, owners_of::<Service>(sets.clone()));
+    let (leases, lease_wakes) =
+        cached(&client, ns, part_of(), &shutdown, undecodable, owners_of::<Lease>(sets.clone()));
     // Revisions change only when the operator changes them: cached, never a wake-up (so
     // nothing is ever sent to the receiver dropped here).
     let (revisions, _) =
-        cached(&client, ns, watcher::Config::default(), &shutdown, |_: &ControllerRevision| Vec::new());
+        cached(&client, ns, watcher::Config::default(), &shutdown, undecodable, |_: &ControllerRevision| Vec::new());
 
-    let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
     let ctx = Arc::new(Context {
         client: client.clone(),
         sets: sets.clone(),
@@ -180,7 +181,7 @@ pub async fn run(
         config_maps: config_maps.clone(),
         services: services.clone(),
         leases: leases.clone(),
-        recorder: Recorder::new(client, reporter),
+        recorder,
         event_budget: event_budget(),
         status_pace: reconcile::status_pace(),
         unseen: Unseen::default(),
@@ -227,54 +228,37 @@ where
     Box::pin(async move { store.wait_until_ready().await })
 }
 
-/// A cache of `K` in the watched namespaces (one watch over all of them, or one per
-/// listed namespace), fed by a task that runs until `shutdown`, and the PetSets its
-/// changes wake, as `wakes` maps them. Only those references wait for the Controller:
-/// a restart's first lists of thousands of pods and claims are in the caches once, not
-/// also queued whole in a channel until the syncs start.
+/// A cache of `K` in the watched namespaces, fed by a task that runs until `shutdown`,
+/// and the PetSets its changes wake, as `wakes` maps them. Only those references wait
+/// for the Controller: a restart's first lists of thousands of pods and claims are in
+/// the caches once, not also queued whole in a channel until the syncs start.
 fn cached<K, W>(
     client: &Client,
     namespaces: &[String],
     config: watcher::Config,
     shutdown: &(impl Future<Output = ()> + Clone + Send + 'static),
+    undecodable: &UndecodableReport,
     wakes: W,
 ) -> (Store<K>, UnboundedReceiver<ObjectRef<PetSet>>)
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope>
         + Clone
+        + Default
         + std::fmt::Debug
         + serde::de::DeserializeOwned
         + Send
         + Sync
         + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
     W: Fn(&K) -> Vec<ObjectRef<PetSet>> + Send + 'static,
 {
-    let apis: Vec<Api<K>> = if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
-    };
-    // Retries capped lower than kube's default (30 s, doubled by jitter), so the operator
-    // recovers within seconds once a missing permission or an API outage is fixed.
-    let backoff = || -> watcher::ExponentialBackoff {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times()
-            .into()
-    };
-    // managedFields are most of a pod's bytes and no sync reads them; upstream's
-    // controller-manager drops them from its caches too.
-    let events = stream::select_all(apis.into_iter().map(|api| {
-        watcher(api, config.clone()).modify(|o| o.meta_mut().managed_fields = None).backoff(backoff()).boxed()
-    }));
-    let (store, writer) = reflector::store();
+    let undecodable = undecodable.clone();
+    let report = move |object: &ObjectReference, error: &str| undecodable.report(object, error);
+    let (store, changes) = cache::reflect(client, namespaces, config, report);
     // Errors stay here, where this watch retries with its own backoff. Passed on, they
     // would engage the Controller's trigger backoff, which holds back every watch at
     // once (for up to a minute) whenever any one of them fails.
-    let changes = reflector::reflector(writer, events).touched_objects().filter_map(|change| {
+    let changes = changes.filter_map(|change| {
         if let Err(error) = &change {
             tracing::debug!(%error, "watch failed; retrying");
         }
@@ -284,6 +268,56 @@ where
     let woken = changes.flat_map(move |object| stream::iter(wakes(&object))).map(Ok);
     tokio::spawn(woken.take_until(shutdown.clone()).forward(tx));
     (store, rx)
+}
+
+/// Where the caches report an object they cannot decode and leave out: the log, the
+/// metric, and a Warning event on the object, for whoever can fix it.
+#[derive(Clone)]
+struct UndecodableReport {
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+}
+
+impl UndecodableReport {
+    fn report(&self, object: &ObjectReference, error: &str) {
+        let kind = object.kind.clone().unwrap_or_default();
+        tracing::warn!(
+            kind,
+            namespace = object.namespace.as_deref().unwrap_or_default(),
+            name = object.name.as_deref().unwrap_or_default(),
+            error,
+            "ignoring an object that does not decode"
+        );
+        self.metrics.undecodable_objects.get_or_create(&KindLabels { kind: kind.clone() }).inc();
+        // A reference without them would file the event elsewhere, or nowhere.
+        if object.name.is_none() || object.namespace.is_none() {
+            return;
+        }
+        let note = format!("petset cannot decode this {kind} and ignores it until it is fixed: {error}");
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "Undecodable".into(),
+            note: Some(note),
+            action: "Decode".into(),
+            secondary: None,
+        };
+        publish(&self.recorder, event, object.clone());
+    }
+}
+
+/// Publishes `event` beside the caller, as client-go's broadcaster does: a sync waits on
+/// the writes that change the set, not on its report of them. A failure is logged.
+fn publish(recorder: &Recorder, mut event: Event, regarding: ObjectReference) {
+    // The API server refuses notes over 1 kB.
+    event.note = event.note.map(|note| {
+        if note.len() > 1024 { format!("{}...", note.chars().take(1000).collect::<String>()) } else { note }
+    });
+    let recorder = recorder.clone();
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &regarding).await {
+            tracing::warn!(error = %e, reason = event.reason, "could not publish an event");
+        }
+    });
 }
 
 /// Maps a pod or claim to the PetSets it concerns: its controller if that is a PetSet,

@@ -2,6 +2,7 @@
 //! (observe -> plan -> act -> status), with `plan` the pure heart; `identity`,
 //! `revision` and `health` are the small pure helpers `plan` uses.
 
+mod cache;
 pub mod cluster;
 pub mod controller;
 mod error;

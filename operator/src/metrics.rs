@@ -17,6 +17,11 @@ pub struct FailureLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
 pub struct Metrics {
     pub reconciles: Counter,
     pub reconciles_in_flight: Gauge,
@@ -28,6 +33,7 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabels, Counter>,
     pub petsets: Gauge,
     pub leader: Gauge,
+    pub undecodable_objects: Family<KindLabels, Counter>,
     pub registry: Registry,
 }
 
@@ -45,6 +51,7 @@ impl Default for Metrics {
             api_writes: Family::default(),
             petsets: Gauge::default(),
             leader: Gauge::default(),
+            undecodable_objects: Family::default(),
             registry: Registry::default(),
         };
         registry.register("reconciles", "PetSet syncs run", m.reconciles.clone());
@@ -59,6 +66,11 @@ impl Default for Metrics {
         registry.register("api_write_requests", "API write requests sent, by verb and resource", m.api_writes.clone());
         registry.register("managed_petsets", "PetSets this operator manages", m.petsets.clone());
         registry.register("leader", "1 while this replica is the elected leader and reconciles", m.leader.clone());
+        registry.register(
+            "undecodable_objects",
+            "Objects listed or changed that did not decode and were left out of the caches, by kind",
+            m.undecodable_objects.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

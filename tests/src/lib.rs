@@ -91,9 +91,20 @@ impl TestNs {
 
     /// The operator with another client (another identity's permissions).
     pub async fn start_operator_with(&self, client: Client) -> Operator {
+        Operator::start(client, vec![self.name.clone()])
+    }
+}
+
+/// One operator watching all of `namespaces` (`--namespaces a,b`), with the first's client.
+pub async fn start_operator_in(namespaces: &[&TestNs]) -> Operator {
+    Operator::start(namespaces[0].client.clone(), namespaces.iter().map(|ns| ns.name.clone()).collect())
+}
+
+impl Operator {
+    fn start(client: Client, namespaces: Vec<String>) -> Operator {
         let metrics = Arc::new(Metrics::default());
         let (ready_tx, ready) = watch::channel(false);
-        let settings = Settings { namespaces: vec![self.name.clone()], ..Settings::default() };
+        let settings = Settings { namespaces, ..Settings::default() };
         let handle = tokio::spawn(controller::run(client, settings, metrics.clone(), ready_tx, std::future::pending()));
         Operator { handle, metrics, ready }
     }
