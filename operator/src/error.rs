@@ -21,6 +21,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+
+    /// The write fence refused a request: this replica may no longer hold the leader
+    /// Lease, and another replica may be writing.
+    #[error("refused {method} {path}: this replica is not sure it holds the leader Lease")]
+    Fenced { method: String, path: String },
+
+    #[error("lost the leader Lease: {0}")]
+    LeaseLost(String),
+
+    #[error("the leader Lease: {0}")]
+    Lease(#[source] kube::Error),
 }
 
 impl Error {
@@ -46,6 +57,8 @@ impl Error {
             Error::Write { .. } => "write",
             Error::Read(_) => "read",
             Error::Status { .. } => "status",
+            Error::Fenced { .. } => "fenced",
+            Error::LeaseLost(_) | Error::Lease(_) => "lease",
         }
     }
 }
