@@ -63,7 +63,12 @@ async fn without_leader_election_the_chart_runs_one_replica_and_never_two_at_onc
         let chart_dir = chart_dir.clone();
         async move {
             let mut args = vec!["template", "render", chart_dir.as_str(), "--kube-version", KUBE_VERSION];
-            args.extend_from_slice(&["--set", "leaderElection.enabled=false", "--show-only", "templates/deployment.yaml"]);
+            args.extend_from_slice(&[
+                "--set",
+                "leaderElection.enabled=false",
+                "--show-only",
+                "templates/deployment.yaml",
+            ]);
             args.extend_from_slice(extra);
             run_tool("helm", &args, None).await
         }

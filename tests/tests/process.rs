@@ -197,9 +197,9 @@ async fn a_frozen_leader_writes_nothing_once_a_standby_has_taken_its_lease() -> 
                 .await?;
             wait_until("the new leader creating pods", TIMEOUT, || async {
                 let writes = audit::writes_in(&ns.name)?;
-                let created = writes.iter().any(|w| {
-                    w.user.username == new_user && w.verb == "create" && w.object_ref.resource == "pods"
-                });
+                let created = writes
+                    .iter()
+                    .any(|w| w.user.username == new_user && w.verb == "create" && w.object_ref.resource == "pods");
                 anyhow::ensure!(created, "no pod created by {new_user} yet");
                 Ok(())
             })
