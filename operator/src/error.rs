@@ -26,6 +26,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+
+    /// The write fence refused a request: this replica may no longer hold the leader
+    /// Lease, and another replica may be writing.
+    #[error("refused {method} {path}: this replica is not sure it holds the leader Lease")]
+    Fenced { method: String, path: String },
+
+    #[error("lost the leader Lease: {0}")]
+    LeaseLost(String),
+
+    #[error("the leader Lease: {0}")]
+    Lease(#[source] kube::Error),
 }
 
 impl Error {
@@ -52,6 +63,8 @@ impl Error {
             Error::Read(_) => "read",
             Error::Status { .. } => "status",
             Error::Panic(_) => "panic",
+            Error::Fenced { .. } => "fenced",
+            Error::LeaseLost(_) | Error::Lease(_) => "lease",
         }
     }
 }

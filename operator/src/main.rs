@@ -1,16 +1,19 @@
 //! `petset-operator`: runs the controller (`run`) or prints the CRD (`crd`).
 
-use std::{net::SocketAddr, num::NonZeroU32, sync::Arc};
+use std::{net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use clap::{Parser, Subcommand, ValueEnum};
-use kube_lease_manager::LeaseManagerBuilder;
+use futures::FutureExt;
+use kube::{Client, client::ClientBuilder};
 use petset_operator::{
     controller::{self, Settings},
+    fence::FenceLayer,
+    lease::Elector,
     metrics::Metrics,
     throttle::ThrottleLayer,
 };
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 #[derive(Parser)]
@@ -102,8 +105,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     let config = kube::Config::infer().await?;
-    let throttle = ThrottleLayer::new(args.api_qps, args.api_burst);
-    let client = kube::client::ClientBuilder::try_from(config)?.with_layer(&throttle).build();
     let metrics = Arc::new(Metrics::default());
     let (ready_tx, ready_rx) = watch::channel(false);
     let admin = tokio::net::TcpListener::bind(args.admin_address).await?;
@@ -123,61 +124,90 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         instance: Some(identity.clone()),
     };
+    let shutdown = shutdown_signal().shared();
 
-    if !args.leader_elect {
-        tracing::info!(namespaces = ?settings.namespaces, concurrency = settings.concurrency, "starting");
-        metrics.leader.set(1);
-        controller::run(client, settings, metrics, ready_tx, shutdown_signal()).await;
-        tracing::info!("stopped");
-        return Ok(());
-    }
-
-    let namespace =
-        args.lease_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or("default".into());
-    let duration = args.lease_duration.max(2);
-    let lease = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(duration)
-        .with_grace((duration / 3).max(1))
-        .build()
-        .await?;
-    let (mut leading, lease_task) = lease.watch().await;
-    tracing::info!(lease = %args.lease_name, %namespace, %identity, "waiting to be elected");
-    tokio::select! {
-        elected = leading.wait_for(|leader| *leader) => { elected?; }
-        _ = shutdown_signal() => return Ok(()),
-    }
-    tracing::info!(namespaces = ?settings.namespaces, concurrency = settings.concurrency, "elected: starting");
-    metrics.leader.set(1);
-    let mut watch_loss = leading.clone();
-    let lost = async move {
-        let _ = watch_loss.wait_for(|leader| !*leader).await;
-    };
-    let mut lost_leadership = false;
-    let stop = async {
+    let (mut elector, mut fence) = (None, None);
+    if args.leader_elect {
+        let namespace =
+            args.lease_namespace.clone().or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or("default".into());
+        let duration = Duration::from_secs(args.lease_duration.max(2));
+        let mut candidate =
+            Elector::new(Client::try_from(config.clone())?, &namespace, &args.lease_name, &identity, duration);
+        tracing::info!(lease = %args.lease_name, %namespace, %identity, "waiting to be elected");
         tokio::select! {
-            _ = shutdown_signal() => {}
-            _ = lost => { lost_leadership = true; tracing::error!("lost the lease: stopping"); }
-        }
+            elected = candidate.acquire() => fence = Some(elected),
+            _ = shutdown.clone() => return Ok(()),
+        };
+        tracing::info!("elected");
+        elector = Some(candidate);
+    }
+
+    // The fence sits below the budget, so a write is checked when it is sent, not
+    // when it joins the line.
+    let builder = ClientBuilder::try_from(config)?;
+    let throttle = ThrottleLayer::new(args.api_qps, args.api_burst);
+    let client = match &fence {
+        Some(fence) => builder.with_layer(&FenceLayer(fence.clone())).with_layer(&throttle).build(),
+        None => builder.with_layer(&throttle).build(),
     };
-    // The controller stops when the signal comes or the lease is lost; the lease is
-    // released once the controller has stopped, so the next leader starts clean.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(controller::run(client, settings, metrics.clone(), ready_tx, async move {
+    tracing::info!(namespaces = ?settings.namespaces, concurrency = settings.concurrency, "starting");
+    metrics.leader.set(1);
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let mut controller = tokio::spawn(controller::run(client, settings, metrics.clone(), ready_tx, async move {
         let _ = stop_rx.await;
     }));
-    stop.await;
-    let _ = stop_tx.send(());
-    let _ = controller.await;
-    metrics.leader.set(0);
-    drop(leading);
-    let _ = lease_task.await;
-    tracing::info!("stopped");
-    if lost_leadership {
-        anyhow::bail!("lost the leader lease");
+    let mut held = Box::pin(async {
+        match (&mut elector, &fence) {
+            (Some(elector), Some(fence)) => elector.hold(fence).await,
+            _ => std::future::pending().await,
+        }
+    });
+
+    let stopped = tokio::select! {
+        _ = shutdown => None,
+        ended = &mut controller => Some(anyhow::anyhow!("the controller stopped by itself{}", panic_note(ended))),
+        lost = &mut held => Some(lost.into()),
+    };
+    if let Some(error) = stopped {
+        // Leading no more and never again: writes are refused from now on, and
+        // Kubernetes restarts the process as a fresh standby. Nothing is released:
+        // the Lease expires in its time.
+        if let Some(fence) = &fence {
+            fence.close();
+        }
+        metrics.leader.set(0);
+        tracing::error!(%error, "exiting");
+        return Err(error);
     }
+
+    // A signal: the syncs in flight finish while the Lease is still renewed.
+    let _ = stop_tx.send(());
+    let lost = tokio::select! {
+        _ = controller => None,
+        lost = &mut held => Some(lost),
+    };
+    metrics.leader.set(0);
+    if let Some(lost) = lost {
+        tracing::error!(error = %lost, "exiting");
+        return Err(lost.into());
+    }
+    drop(held);
+    if let (Some(elector), Some(fence)) = (elector, fence) {
+        fence.close();
+        if let Err(error) = elector.release().await {
+            tracing::warn!(%error, "the Lease was not released: a standby takes over when it expires");
+        }
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// What a finished controller task says about how it ended.
+fn panic_note(ended: Result<(), tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(()) => String::new(),
+        Err(error) => format!(": {error}"),
+    }
 }
 
 #[derive(Clone)]

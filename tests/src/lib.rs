@@ -220,6 +220,7 @@ pub fn pod_phase(pod: &Pod) -> &str {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("")
 }
 
+pub mod audit;
 pub mod fixtures;
 pub mod history;
 pub mod process;

@@ -63,6 +63,24 @@ impl OperatorProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends `signal` (`STOP`, `CONT`...) with kill(1): SIGSTOP freezes the process
+    /// whole, as a long pause or a partition freezes a leader, without killing it.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.child.id().context("the operator has exited")?;
+        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid}: {status}");
+        Ok(())
+    }
+}
+
+/// A kubeconfig of the plane's for `user`, a cluster-admin under a name of its own
+/// (`hack/cluster kubeconfig`), so the audit log tells its writes apart.
+pub fn kubeconfig_for(user: &str) -> anyhow::Result<PathBuf> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hack/cluster");
+    let out = std::process::Command::new(&script).args(["kubeconfig", user]).output()?;
+    anyhow::ensure!(out.status.success(), "hack/cluster kubeconfig {user}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
 /// A plain HTTP/1.0 GET on loopback.

@@ -23,7 +23,14 @@ async fn chart_lints_clean_and_renders_what_the_api_server_accepts() -> anyhow::
         let variants: [&[&str]; 4] = [
             &[],
             &["--set", &watched],
-            &["--set", "podDisruptionBudget.enabled=true", "--set", "leaderElection.enabled=false"],
+            &[
+                "--set",
+                "podDisruptionBudget.enabled=true",
+                "--set",
+                "leaderElection.enabled=false",
+                "--set",
+                "replicaCount=1",
+            ],
             &[
                 "--set",
                 "crds.install=false",
@@ -47,6 +54,39 @@ async fn chart_lints_clean_and_renders_what_the_api_server_accepts() -> anyhow::
         Ok(())
     })
     .await
+}
+
+#[tokio::test]
+async fn without_leader_election_the_chart_runs_one_replica_and_never_two_at_once() -> anyhow::Result<()> {
+    let chart_dir = chart();
+    let render = |extra: &'static [&'static str]| {
+        let chart_dir = chart_dir.clone();
+        async move {
+            let mut args = vec!["template", "render", chart_dir.as_str(), "--kube-version", KUBE_VERSION];
+            args.extend_from_slice(&[
+                "--set",
+                "leaderElection.enabled=false",
+                "--show-only",
+                "templates/deployment.yaml",
+            ]);
+            args.extend_from_slice(extra);
+            run_tool("helm", &args, None).await
+        }
+    };
+    // The default replicaCount (2) and an explicit 3: two writers, refused.
+    for extra in [&[][..], &["--set", "replicaCount=3"][..]] {
+        let refused = render(extra).await.expect_err("rendered several replicas without leader election");
+        assert!(
+            refused.to_string().contains("but leaderElection.enabled is false: every replica would write"),
+            "{refused}"
+        );
+    }
+    // One replica: replaced, never surged, on a rolling update.
+    let deployment: Deployment = serde_saphyr::from_str(&render(&["--set", "replicaCount=1"]).await?)?;
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.strategy.and_then(|s| s.type_).as_deref(), Some("Recreate"));
+    Ok(())
 }
 
 #[tokio::test]
