@@ -194,9 +194,16 @@ impl CrashLoop {
         Ok(())
     }
 
-    /// The end of the latest run's log.
+    /// The end of the log of the latest run that wrote one (the one just killed, when
+    /// its successor has not logged yet), with its path.
     pub fn log_tail(&self, lines: usize) -> String {
-        self.logs.last().map(|l| tail(&std::fs::read_to_string(l).unwrap_or_default(), lines)).unwrap_or_default()
+        for l in self.logs.iter().rev() {
+            let text = std::fs::read_to_string(l).unwrap_or_default();
+            if !text.trim().is_empty() {
+                return format!("({})\n{}", l.display(), tail(&text, lines));
+            }
+        }
+        String::new()
     }
 }
 
