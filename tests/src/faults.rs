@@ -156,7 +156,14 @@ pub struct CrashLoop {
 
 impl CrashLoop {
     pub fn start(ns: &str) -> anyhow::Result<CrashLoop> {
-        let mut lp = CrashLoop { args: vec!["--namespaces".into(), ns.into()], current: None, logs: vec![], kills: 0 };
+        Self::start_with(ns, &[])
+    }
+
+    /// With more arguments for `petset-operator run` (e.g. `--log debug`).
+    pub fn start_with(ns: &str, extra: &[&str]) -> anyhow::Result<CrashLoop> {
+        let mut args = vec!["--namespaces".to_string(), ns.to_string()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut lp = CrashLoop { args, current: None, logs: vec![], kills: 0 };
         lp.restart()?;
         Ok(lp)
     }
