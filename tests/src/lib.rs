@@ -221,9 +221,11 @@ pub fn pod_phase(pod: &Pod) -> &str {
 }
 
 pub mod audit;
+pub mod faults;
 pub mod fixtures;
 pub mod history;
 pub mod process;
+pub mod timeline;
 
 /// Runs a command (kubectl or helm from `hack/cluster env`'s PATH) with the local
 /// plane's kubeconfig, feeding it `stdin`; fails with its output when it fails.
