@@ -60,17 +60,32 @@ fn shape(root: &mut Value) {
     spec["x-kubernetes-validations"] = spec_rules();
     spec["properties"]["updateStrategy"]["properties"]["rollingUpdate"]["properties"]["maxUnavailable"]["x-kubernetes-validations"] = json!(
         [rule(
-            "type(self) == int ? self >= 1 : self.matches('^[0-9]+%$') && int(self.replace('%', '')) >= 1",
-            "spec.updateStrategy.rollingUpdate.maxUnavailable must be an integer of at least 1 or a percentage such as '25%' of at least 1%",
+            "type(self) == int ? self >= 1 : self.matches('^[0-9]{1,3}%$') && int(self.replace('%', '')) >= 1 && int(self.replace('%', '')) <= 100",
+            "spec.updateStrategy.rollingUpdate.maxUnavailable must be an integer of at least 1 or a percentage from '1%' to '100%'",
         )]
     );
-    root["x-kubernetes-validations"] = json!([rule(
-        &format!("self.metadata.name.size() <= {MAX_NAME_LEN}"),
-        &format!(
-            "metadata.name must be at most {MAX_NAME_LEN} characters: pod names (<name>-<ordinal>) and the controller-revision-hash label (<name>-<hash>) must fit in 63; choose a shorter name"
-        ),
+    let domain = &mut spec["properties"]["clustering"]["properties"]["clusterDomain"];
+    merge(domain, &json!({"maxLength": 253}));
+    domain["x-kubernetes-validations"] = json!([rule(
+        &format!("self.matches('^{DNS_LABEL}(\\\\.{DNS_LABEL})*$')"),
+        "spec.clustering.clusterDomain must be a DNS domain such as 'cluster.local' (lower-case letters, digits, '-' and '.')",
     )]);
+    root["x-kubernetes-validations"] = json!([
+        rule(
+            &format!("self.metadata.name.size() <= {MAX_NAME_LEN}"),
+            &format!(
+                "metadata.name must be at most {MAX_NAME_LEN} characters: pod names (<name>-<ordinal>) and the controller-revision-hash label (<name>-<hash>) must fit in 63; choose a shorter name"
+            ),
+        ),
+        rule(
+            &format!("self.metadata.name.matches('^{DNS_LABEL}$')"),
+            "metadata.name must be a DNS label (lower-case letters, digits and '-', no '.'): it becomes each pod's hostname",
+        ),
+    ]);
 }
+
+/// One DNS label, as a regular expression.
+const DNS_LABEL: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 
 /// CEL rules must fit a cost budget the API server estimates from the largest input
 /// the schema allows, so the maps and lists they read get bounds. Each is far above

@@ -61,7 +61,20 @@ async fn invalid_specs_are_refused_with_the_field_named() -> anyhow::Result<()> 
                 json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "x%"}}}}),
                 "maxUnavailable must be an integer of at least 1",
             ),
+            (
+                json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "101%"}}}}),
+                "a percentage from '1%' to '100%'",
+            ),
+            (
+                json!({"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "9223372036854775807%"}}}}),
+                "spec.updateStrategy.rollingUpdate.maxUnavailable",
+            ),
             (json!({"metadata": {"name": "a".repeat(53)}}), "metadata.name must be at most 52 characters"),
+            (json!({"metadata": {"name": "web.v2"}}), "metadata.name must be a DNS label"),
+            (
+                json!({"spec": {"serviceName": "web", "clustering": {"clusterDomain": "cluster.local\n0 evil.example ready leader"}}}),
+                "spec.clustering.clusterDomain must be a DNS domain",
+            ),
         ];
         for (change, expected) in cases {
             let message = refused(&ns, change.clone()).await.map_err(|e| anyhow::anyhow!("{change}: {e}"))?;

@@ -111,16 +111,14 @@ async fn canary_and_phased_rolling_updates_with_a_partition() -> anyhow::Result<
         let revs = |want: [&'static str; 3]| {
             let (old, new_rev) = (old.clone(), new_rev.clone());
             move |pods: &[Pod]| {
-                let have: Vec<&str> = pods
+                // A pod is its revision: the label and what it runs must agree.
+                let image = |p: &Pod| p.spec.as_ref().and_then(|s| s.containers[0].image.clone()).unwrap_or_default();
+                let have: Vec<String> = pods
                     .iter()
-                    .map(|p| {
-                        if revision(p) == old {
-                            "old"
-                        } else if revision(p) == new_rev {
-                            "new"
-                        } else {
-                            "?"
-                        }
+                    .map(|p| match (revision(p), image(p).as_str()) {
+                        (r, "registry.k8s.io/nginx-slim:0.27") if r == old => "old".into(),
+                        (r, "registry.k8s.io/nginx-slim:0.28") if r == new_rev => "new".into(),
+                        (r, i) => format!("{r} running {i}"),
                     })
                     .collect();
                 let ready = pods.iter().all(pod_ready);
