@@ -63,6 +63,12 @@ impl TestNs {
         self.api()
     }
 
+    /// Claim name -> uid, as listed now.
+    pub async fn claim_uids(&self) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+        let claims = self.api::<PersistentVolumeClaim>().list(&ListParams::default()).await?;
+        Ok(claims.items.iter().map(|c| (c.name_any(), c.uid().unwrap_or_default())).collect())
+    }
+
     pub async fn create_petset(&self, set: &PetSet) -> anyhow::Result<PetSet> {
         self.petsets().create(&PostParams::default(), set).await.context("creating the PetSet")
     }

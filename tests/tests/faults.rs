@@ -93,18 +93,6 @@ fn check_history(pods: &Timeline, claims: &Timeline, held: &[(&str, u64)]) -> an
     Ok(())
 }
 
-/// Claim name -> uid, as listed now.
-async fn claim_uids(ns: &TestNs) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    Ok(ns
-        .api::<PersistentVolumeClaim>()
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .map(|c| (c.name_any(), c.uid().unwrap_or_default()))
-        .collect())
-}
-
 /// The uid each claim had when it was first recorded.
 fn first_uids(claims: &Timeline) -> std::collections::BTreeMap<String, String> {
     let mut first = std::collections::BTreeMap::new();
@@ -195,7 +183,7 @@ async fn the_operator_killed_at_random_moments_converges_without_harm() -> anyho
         op.check_alive()?;
 
         // Every claim ever created is still there, with its first uid.
-        let now = claim_uids(&ns).await?;
+        let now = ns.claim_uids().await?;
         let first = first_uids(&claims);
         assert_eq!(now, first, "seed {seed}: claims now vs. as first created");
         eprintln!(
@@ -291,7 +279,7 @@ async fn a_rollout_survives_an_api_server_restart_and_an_etcd_outage() -> anyhow
             );
         }
         check_history(&pods, &claims, &held)?;
-        let now = claim_uids(&ns).await?;
+        let now = ns.claim_uids().await?;
         assert_eq!(now, first_uids(&claims), "claims now vs. as first created");
         op.check_alive()?;
         eprintln!(

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::{ResourceExt, api::ListParams};
+use kube::api::ListParams;
 use petset_crd::PodManagementPolicy;
 use petset_tests::{
     TIMEOUT, audit, chart,
@@ -122,8 +121,7 @@ async fn a_standby_takes_over_when_the_leader_dies_mid_scale_up() -> anyhow::Res
             if pods.len() >= 4 { Ok(()) } else { Err(format!("{} pods", pods.len())) }
         })
         .await?;
-        let claims_api = ns.api::<PersistentVolumeClaim>();
-        let before = claim_uids(&claims_api).await?;
+        let before = ns.claim_uids().await?;
         let mut dead = ops.remove(&first).unwrap();
         dead.child.kill().await?;
         assert!(before.len() < 10, "the scale-up finished before the leader died: {before:?}");
@@ -137,7 +135,7 @@ async fn a_standby_takes_over_when_the_leader_dies_mid_scale_up() -> anyhow::Res
         let created = history.created();
         let expected: Vec<String> = (0..10).map(|i| format!("web-{i}")).collect();
         assert_eq!(created, expected, "each pod created exactly once, in order");
-        let after = claim_uids(&claims_api).await?;
+        let after = ns.claim_uids().await?;
         assert_eq!(after.len(), 10);
         for (name, uid) in &before {
             assert_eq!(after.get(name), Some(uid), "claim {name} was lost or replaced");
@@ -240,14 +238,4 @@ async fn a_frozen_leader_writes_nothing_once_a_standby_has_taken_its_lease() -> 
         Ok(())
     })
     .await
-}
-
-async fn claim_uids(claims: &kube::Api<PersistentVolumeClaim>) -> anyhow::Result<BTreeMap<String, String>> {
-    Ok(claims
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .map(|c| (c.name_any(), c.uid().unwrap_or_default()))
-        .collect())
 }
