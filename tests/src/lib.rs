@@ -69,7 +69,7 @@ impl TestNs {
     }
 }
 
-/// The operator, running in this test's process and watching only its namespace, so
+/// The operator, running in this test's process and watching only its namespaces, so
 /// tests are isolated and can stop, restart or inspect their own controller. Stops
 /// when dropped.
 pub struct Operator {
@@ -84,9 +84,36 @@ impl Drop for Operator {
     }
 }
 
+/// A namespace every test's operator watches besides the test's own, so the core tests
+/// run in the chart's `watchNamespaces` mode (`--namespaces a,b`): a second namespace's
+/// lists and relists must never hide the test's objects. It holds no PetSet, so the
+/// operators of concurrent tests never share work.
+const COMPANION_NAMESPACE: &str = "petset-tests-companion";
+
+async fn ensure_companion(client: &Client) -> anyhow::Result<()> {
+    static CREATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CREATED
+        .get_or_try_init(|| async {
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            let ns = Namespace {
+                metadata: ObjectMeta { name: Some(COMPANION_NAMESPACE.into()), ..Default::default() },
+                ..Default::default()
+            };
+            match namespaces.create(&PostParams::default(), &ns).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                Err(e) => Err(anyhow::Error::from(e).context("creating the companion namespace")),
+            }
+        })
+        .await?;
+    Ok(())
+}
+
 impl TestNs {
+    /// The operator of this test, watching its namespace and the companion namespace.
     pub async fn start_operator(&self) -> Operator {
-        self.start_operator_with(self.client.clone()).await
+        ensure_companion(&self.client).await.expect("the companion namespace");
+        Operator::start(self.client.clone(), vec![self.name.clone(), COMPANION_NAMESPACE.into()])
     }
 
     /// The operator with another client (another identity's permissions).
