@@ -56,6 +56,20 @@ async fn chart_lints_clean_and_renders_what_the_api_server_accepts() -> anyhow::
     .await
 }
 
+/// `helm template` with no flag at all is how many people (and GitOps tools) first see a
+/// chart; it renders for Helm's built-in Kubernetes version, which must not be refused.
+#[tokio::test]
+async fn helm_template_needs_no_flags_and_an_old_kubernetes_is_refused() -> anyhow::Result<()> {
+    let chart_dir = chart();
+    let rendered = run_tool("helm", &["template", &chart_dir], None).await?;
+    let applied = run_tool("kubectl", &["apply", "--dry-run=server", "-f", "-"], Some(&rendered)).await?;
+    assert!(applied.contains("deployment.apps/release-name-petset-operator created (server dry run)"), "{applied}");
+    let old = run_tool("helm", &["template", &chart_dir, "--kube-version", "1.30.0"], None).await;
+    let refused = old.expect_err("rendered for Kubernetes 1.30");
+    assert!(refused.to_string().contains("petset needs Kubernetes 1.33 or newer, not v1.30.0"), "{refused}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn without_leader_election_the_chart_runs_one_replica_and_never_two_at_once() -> anyhow::Result<()> {
     let chart_dir = chart();

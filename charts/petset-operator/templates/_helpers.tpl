@@ -57,3 +57,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/*
+The oldest Kubernetes petset runs on. Checked here rather than as the chart's kubeVersion:
+`helm template` without --kube-version renders for Helm's built-in v1.20.0, which says
+nothing about the cluster the output is for, so that one version is let through.
+*/}}
+{{- define "petset.checkKubeVersion" -}}
+{{- $version := .Capabilities.KubeVersion.Version -}}
+{{- if and (ne $version "v1.20.0") (semverCompare "<1.33.0-0" $version) -}}
+{{- fail (printf "petset needs Kubernetes 1.33 or newer, not %s" $version) -}}
+{{- end -}}
+{{- end -}}
