@@ -2,6 +2,7 @@
 //! CustomResourceDefinition with its admission rules. No client and no runtime, so
 //! anything may depend on it.
 
+mod quantities;
 mod schema;
 mod types;
 

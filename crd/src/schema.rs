@@ -15,7 +15,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
-use crate::PetSet;
+use crate::{PetSet, quantities};
 
 /// The longest PetSet name. The `controller-revision-hash` label carries
 /// `<name>-<10-character hash>` and a pod's name and hostname are `<name>-<ordinal>`;
@@ -50,6 +50,8 @@ fn shape(root: &mut Value) {
     strip_descriptions(&mut spec["properties"]["template"]);
     strip_descriptions(&mut spec["properties"]["volumeClaimTemplates"]["items"]);
     strip_descriptions(&mut spec["properties"]["selector"]);
+    quantities::widen_schema(&mut spec["properties"]["template"]);
+    quantities::widen_schema(&mut spec["properties"]["volumeClaimTemplates"]);
     // The pod template carries labels the selector must match, so it is required
     // (as in a StatefulSet), and so are its labels.
     spec["properties"]["template"]["required"] = json!(["metadata", "spec"]);

@@ -70,11 +70,12 @@ pub struct PetSetSpec {
 
     /// The pod each ordinal gets. `restartPolicy` must be `Always`. The only versioned
     /// field: a change here rolls through the set.
+    #[serde(deserialize_with = "crate::quantities::template")]
     pub template: PodTemplateSpec,
 
     /// Claims each pod gets, one per template and ordinal, named
     /// `<claim>-<petset>-<ordinal>`. A claim replaces a pod volume of the same name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "crate::quantities::claim_templates", skip_serializing_if = "Vec::is_empty")]
     pub volume_claim_templates: Vec<PersistentVolumeClaim>,
 
     /// The governing (headless) Service: pods get `subdomain` = serviceName and the DNS
