@@ -14,10 +14,15 @@ use crate::kubeconfig_path;
 
 /// The operator binary `hack/test` builds (cargo build --workspace).
 pub fn operator_binary() -> PathBuf {
+    workspace_binary("petset-operator")
+}
+
+/// A binary of the workspace, as `cargo build --workspace` leaves it.
+pub fn workspace_binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug/petset-operator")
+    target.join("debug").join(name)
 }
 
 pub fn free_port() -> u16 {

@@ -1,0 +1,119 @@
+//! `kubectl petset`: install it on the PATH (`cargo install --path plugin`, or copy the
+//! binary) and kubectl finds it as a plugin.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use kube::{Api, Client};
+use petset_crd::PetSet;
+use petset_plugin::{rollout, status};
+
+#[derive(Parser)]
+#[command(name = "kubectl petset", about = "PetSets from kubectl: their state on one screen, and rollouts")]
+struct Cli {
+    /// The namespace; the kubeconfig context's when left out.
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The set, its members with their claims, the leader, conditions and last events.
+    Status {
+        name: String,
+        #[arg(short, long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Rollouts, as `kubectl rollout` has them for StatefulSets.
+    Rollout {
+        #[command(subcommand)]
+        command: Rollout,
+    },
+}
+
+#[derive(Subcommand)]
+enum Rollout {
+    /// Follows the rollout until it is done; fails if it failed.
+    Status {
+        name: String,
+        /// Follow until done (default); `--watch=false` prints once.
+        #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+        watch: bool,
+        /// Give up after this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+    },
+    /// The revisions, or one revision's pod template.
+    History {
+        name: String,
+        #[arg(long)]
+        revision: Option<i64>,
+    },
+    /// Back to the previous revision's template, or to `--to-revision`.
+    Undo {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        to_revision: i64,
+    },
+    /// Replaces every pod, in rollout order.
+    Restart { name: String },
+    /// Holds the rollout: no pod moves to a newer revision.
+    Pause { name: String },
+    /// Lets a paused rollout go on.
+    Resume { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Json,
+    Yaml,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::try_default().await.context("reading the kubeconfig")?;
+    let namespace = cli.namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    let sets: Api<PetSet> = Api::namespaced(client.clone(), &namespace);
+    match cli.command {
+        Command::Status { name, output } => {
+            let snapshot = status::gather(&client, &namespace, &name).await?;
+            match output {
+                Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&snapshot)?),
+                Some(Output::Yaml) => print!("{}", serde_saphyr::to_string(&snapshot)?),
+                None => print!("{}", status::render(&snapshot, terminal_width())),
+            }
+        }
+        Command::Rollout { command } => match command {
+            Rollout::Status { name, watch, timeout } => {
+                let limit = (timeout > 0).then(|| Duration::from_secs(timeout));
+                rollout::status(&sets, &name, watch, limit).await?;
+            }
+            Rollout::History { name, revision } => {
+                let set = sets.get(&name).await.with_context(|| format!("reading PetSet {name}"))?;
+                print!("{}", rollout::history(&name, &rollout::revisions(&client, &set).await?, revision)?);
+            }
+            Rollout::Undo { name, to_revision } => {
+                println!("{}", rollout::undo(&sets, &client, &name, to_revision).await?)
+            }
+            Rollout::Restart { name } => println!("{}", rollout::restart(&sets, &name, jiff::Timestamp::now()).await?),
+            Rollout::Pause { name } => println!("{}", rollout::pause(&sets, &name).await?),
+            Rollout::Resume { name } => println!("{}", rollout::resume(&sets, &name).await?),
+        },
+    }
+    Ok(())
+}
+
+/// The terminal's width as the shell exports it, else kubectl's usual 120 columns.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w| *w >= 40).unwrap_or(120)
+}
