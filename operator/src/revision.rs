@@ -16,6 +16,11 @@ use serde_json::json;
 
 use crate::identity::{self, REVISION_LABEL};
 
+/// Names the revision a set without a recorded `status.currentRevision` started its
+/// rollout from. `kubectl petset migrate` sets it, so a StatefulSet taken over in the
+/// middle of a partitioned rollout keeps the pods below the partition where they are.
+pub const CURRENT_REVISION_ANNOTATION: &str = "petset.dev/current-revision";
+
 /// Upstream's alphabet for hashes in names: no vowels (no words), no look-alikes.
 const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
@@ -107,13 +112,19 @@ pub enum RevisionAction {
 /// history) for the revisions of the set's namespace and its member pods.
 pub fn plan_revisions(set: &PetSet, selector: &Selector, all: &[ControllerRevision], pods: &[&Pod]) -> RevisionPlan {
     let set_uid = set.uid();
+    // A set being deleted adopts nothing: with `--cascade=orphan` the garbage collector
+    // has just released its revisions, and one adopted again would be deleted with it.
+    let adopting = set.metadata.deletion_timestamp.is_none();
     let mut plan = RevisionPlan::default();
     let mut owned: Vec<&ControllerRevision> = Vec::new();
     for revision in all {
         let controller = revision.owner_references().iter().find(|r| r.controller == Some(true));
         match controller {
             Some(r) if Some(&r.uid) == set_uid.as_ref() => owned.push(revision),
-            None if selector.matches(revision.labels()) && revision.metadata.deletion_timestamp.is_none() => {
+            None if adopting
+                && selector.matches(revision.labels())
+                && revision.metadata.deletion_timestamp.is_none() =>
+            {
                 plan.actions
                     .push(RevisionAction::Adopt { name: revision.name_any(), uid: revision.uid().unwrap_or_default() });
                 owned.push(revision);
@@ -153,7 +164,11 @@ pub fn plan_revisions(set: &PetSet, selector: &Selector, all: &[ControllerRevisi
     };
     // The recorded current revision counts only while its template can be read back:
     // a pod labelled with it must run exactly what it holds.
-    let recorded = set.status.as_ref().and_then(|s| s.current_revision.as_deref());
+    let recorded = set
+        .status
+        .as_ref()
+        .and_then(|s| s.current_revision.as_deref())
+        .or_else(|| set.annotations().get(CURRENT_REVISION_ANNOTATION).map(String::as_str));
     let current = recorded
         .and_then(|c| owned.iter().find(|r| r.metadata.name.as_deref() == Some(c)))
         .and_then(|r| Some((r.name_any(), template_of(r)?)));
@@ -290,5 +305,33 @@ mod tests {
         let plan = plan_revisions(&set, &selector(&set), &revs, &[]);
         assert_eq!(plan.actions, [RevisionAction::Adopt { name: revs[0].name_any(), uid: "rev-0".into() }]);
         assert_eq!(plan.update, revs[0].name_any());
+    }
+
+    #[test]
+    fn a_set_without_status_starts_from_the_revision_its_annotation_names() {
+        let mut set = with_image("b");
+        let revs = stored(&set, &["a", "b"]);
+        set.metadata.annotations = Some([(CURRENT_REVISION_ANNOTATION.to_string(), revs[0].name_any())].into());
+        let plan = plan_revisions(&set, &selector(&set), &revs, &[]);
+        assert_eq!(
+            (plan.current.as_str(), plan.update.as_str()),
+            (revs[0].name_any().as_str(), revs[1].name_any().as_str())
+        );
+        assert_eq!(plan.current_template, template_of(&revs[0]).unwrap());
+        // Once status records a current revision, the annotation no longer counts.
+        set.status =
+            Some(petset_crd::PetSetStatus { current_revision: Some(revs[1].name_any()), ..Default::default() });
+        assert_eq!(plan_revisions(&set, &selector(&set), &revs, &[]).current, revs[1].name_any());
+    }
+
+    #[test]
+    fn a_set_being_deleted_adopts_no_revision() {
+        let mut set = with_image("a");
+        set.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        let mut revs = stored(&set, &["a"]);
+        revs[0].metadata.owner_references = None;
+        let plan = plan_revisions(&set, &selector(&set), &revs, &[]);
+        assert!(!plan.actions.iter().any(|a| matches!(a, RevisionAction::Adopt { .. })), "{:?}", plan.actions);
     }
 }

@@ -3,6 +3,7 @@
 //! `rollout` has kubectl's rollout commands. Gathering talks to the API server;
 //! rendering and the rollout verdicts are pure functions, tested without one.
 
+pub mod migrate;
 pub mod rollout;
 pub mod status;
 mod table;

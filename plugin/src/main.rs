@@ -7,7 +7,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::{Api, Client};
 use petset_crd::PetSet;
-use petset_plugin::{rollout, status};
+use petset_plugin::{
+    migrate::{self, Target},
+    rollout, status,
+};
 
 #[derive(Parser)]
 #[command(name = "kubectl petset", about = "PetSets from kubectl: their state on one screen, and rollouts")]
@@ -26,6 +29,18 @@ enum Command {
         name: String,
         #[arg(short, long, value_enum)]
         output: Option<Output>,
+    },
+    /// Turns a running StatefulSet into a PetSet (`statefulset/NAME`), or a PetSet back
+    /// into a StatefulSet (`petset/NAME --to statefulset`), restarting no pod.
+    Migrate {
+        /// `statefulset/NAME` or `petset/NAME`.
+        object: String,
+        /// The kind to migrate to: the other one when left out.
+        #[arg(long, value_enum)]
+        to: Option<Kind>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Rollouts, as `kubectl rollout` has them for StatefulSets.
     Rollout {
@@ -66,6 +81,24 @@ enum Rollout {
     Resume { name: String },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    Petset,
+    Statefulset,
+}
+
+impl Kind {
+    fn parse(object: &str) -> anyhow::Result<(Kind, &str)> {
+        let (kind, name) = object.split_once('/').context("name the object as statefulset/NAME or petset/NAME")?;
+        let kind = match kind {
+            "statefulset" | "statefulsets" | "sts" | "statefulset.apps" => Kind::Statefulset,
+            "petset" | "petsets" | "pets" | "petset.petset.dev" => Kind::Petset,
+            other => anyhow::bail!("cannot migrate a {other}: only statefulset/NAME and petset/NAME"),
+        };
+        Ok((kind, name))
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Output {
     Json,
@@ -91,6 +124,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&snapshot)?),
                 Some(Output::Yaml) => print!("{}", serde_saphyr::to_string(&snapshot)?),
                 None => print!("{}", status::render(&snapshot, terminal_width())),
+            }
+        }
+        Command::Migrate { object, to, dry_run } => {
+            let (from, name) = Kind::parse(&object)?;
+            let target = match (from, to) {
+                (Kind::Statefulset, None | Some(Kind::Petset)) => Target::PetSet,
+                (Kind::Petset, None | Some(Kind::Statefulset)) => Target::StatefulSet,
+                _ => anyhow::bail!("{object} is already that kind"),
+            };
+            let plan = migrate::plan(&client, &namespace, name, target).await?;
+            print!("{}", plan.render());
+            if !dry_run {
+                println!("{}", migrate::run(&client, &namespace, &plan).await?);
             }
         }
         Command::Rollout { command } => match command {
