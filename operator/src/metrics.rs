@@ -31,6 +31,7 @@ pub struct Metrics {
     pub pods_deleted: Counter,
     pub claims_created: Counter,
     pub api_writes: Family<WriteLabels, Counter>,
+    pub fenced_writes: Counter,
     pub petsets: Gauge,
     pub leader: Gauge,
     pub undecodable_objects: Family<KindLabels, Counter>,
@@ -49,6 +50,7 @@ impl Default for Metrics {
             pods_deleted: Counter::default(),
             claims_created: Counter::default(),
             api_writes: Family::default(),
+            fenced_writes: Counter::default(),
             petsets: Gauge::default(),
             leader: Gauge::default(),
             undecodable_objects: Family::default(),
@@ -64,6 +66,12 @@ impl Default for Metrics {
         registry.register("pods_deleted", "Pods deleted", m.pods_deleted.clone());
         registry.register("claims_created", "PersistentVolumeClaims created", m.claims_created.clone());
         registry.register("api_write_requests", "API write requests sent, by verb and resource", m.api_writes.clone());
+        // Not in `api_write_requests`: these never left the process.
+        registry.register(
+            "fenced_writes",
+            "Write requests the write fence refused: this replica was no longer sure it led",
+            m.fenced_writes.clone(),
+        );
         registry.register("managed_petsets", "PetSets this operator manages", m.petsets.clone());
         registry.register("leader", "1 while this replica is the elected leader and reconciles", m.leader.clone());
         registry.register(

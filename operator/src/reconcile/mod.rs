@@ -295,7 +295,7 @@ async fn write_status(set: &PetSet, status: PetSetStatus, ctx: &Context) -> Resu
     let patch = json!({ "apiVersion": "petset.dev/v1alpha1", "kind": "PetSet", "status": status });
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
-        .map_err(|source| Error::Status { name, source })?;
+        .map_err(|source| Error::status(name, source))?;
     ctx.metrics.write("patch", "petsets/status");
     Ok(())
 }
