@@ -55,6 +55,9 @@ pub async fn reconcile(set: Arc<PetSet>, ctx: Arc<Context>) -> Result<Action, Er
     let started = std::time::Instant::now();
     ctx.metrics.reconciles_in_flight.inc();
     let result = contained(sync(&set, &ctx)).instrument(span.clone()).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&set.uid().unwrap_or_default());
+    }
     ctx.report_done(&set);
     ctx.metrics.reconciles_in_flight.dec();
     let elapsed = started.elapsed();
