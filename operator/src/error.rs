@@ -75,24 +75,6 @@ impl Error {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_write_the_fence_refused_is_reported_as_fenced_not_as_a_failed_write() {
-        let refusal = Error::Fenced { method: "POST".into(), path: "/api/v1/namespaces/ns/pods".into() };
-        let error = Error::write("create", "Pod", "web-0", kube::Error::Service(Box::new(refusal)));
-        assert!(matches!(&error, Error::Fenced { method, .. } if method == "POST"), "{error:?}");
-        assert_eq!(error.metric_label(), "fenced");
-        let refusal = Error::Fenced { method: "PATCH".into(), path: "/apis/petset.dev".into() };
-        assert_eq!(Error::status("web".into(), kube::Error::Service(Box::new(refusal))).metric_label(), "fenced");
-
-        let other = Error::write("create", "Pod", "web-0", kube::Error::Service("connection reset".into()));
-        assert_eq!(other.metric_label(), "write");
-    }
-}
-
 /// The write fence's refusal, when that is what the client failed with.
 pub fn fenced(error: &kube::Error) -> Option<Error> {
     match error {
@@ -109,5 +91,23 @@ pub fn message(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_the_fence_refused_is_reported_as_fenced_not_as_a_failed_write() {
+        let refusal = Error::Fenced { method: "POST".into(), path: "/api/v1/namespaces/ns/pods".into() };
+        let error = Error::write("create", "Pod", "web-0", kube::Error::Service(Box::new(refusal)));
+        assert!(matches!(&error, Error::Fenced { method, .. } if method == "POST"), "{error:?}");
+        assert_eq!(error.metric_label(), "fenced");
+        let refusal = Error::Fenced { method: "PATCH".into(), path: "/apis/petset.dev".into() };
+        assert_eq!(Error::status("web".into(), kube::Error::Service(Box::new(refusal))).metric_label(), "fenced");
+
+        let other = Error::write("create", "Pod", "web-0", kube::Error::Service("connection reset".into()));
+        assert_eq!(other.metric_label(), "write");
     }
 }

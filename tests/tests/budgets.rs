@@ -27,7 +27,9 @@ use petset_operator::{
     },
 };
 use petset_tests::{
-    Operator, TIMEOUT, TestNs, config, fixtures::stateless, in_namespace, start_operator_in, wait_for, wait_until,
+    Operator, TIMEOUT, TestNs, config,
+    fixtures::{pods_refused, stateless},
+    in_namespace, start_operator_in, wait_for, wait_until,
 };
 use serde_json::json;
 
@@ -64,10 +66,7 @@ fn has_replica_failure(set: Option<&PetSet>) -> bool {
 async fn a_pod_refused_at_every_sync_writes_its_warning_within_a_budget() -> anyhow::Result<()> {
     in_namespace("warning-budget", |ns| async move {
         let op = ns.start_operator().await;
-        // Valid for the schema, refused by the API server as a pod.
-        let mut bad = stateless("bad", 1);
-        bad.spec.template.spec.as_mut().unwrap().containers[0].name = "Not_A_DNS_Label".into();
-        ns.create_petset(&bad).await?;
+        ns.create_petset(&pods_refused("bad")).await?;
         wait_for(&ns.petsets(), "bad", "a ReplicaFailure condition", TIMEOUT, has_replica_failure).await?;
 
         // Every change of the set wakes a sync, and every sync tries the pod again.
