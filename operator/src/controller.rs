@@ -32,11 +32,12 @@ use tokio::sync::watch;
 
 use crate::{
     Error, cache, cluster,
-    events::{self, Done, EventBudget, summarize},
+    events::{Done, EventBudget, summarize},
     identity,
     metrics::{EventLabels, KindLabels, Metrics},
     reconcile,
     retry::Backoff,
+    throttle,
     unseen::Unseen,
 };
 
@@ -145,7 +146,7 @@ impl Context {
     /// Drops what the budgets and the backoff keep about sets not heard from lately.
     fn prune(&self) {
         self.event_budget.prune();
-        events::prune(&self.status_pace);
+        throttle::prune(&self.status_pace);
         self.backoff.prune();
     }
 }

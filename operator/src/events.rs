@@ -1,15 +1,16 @@
 //! What a sync reports in events: its writes summed up per reason and kind, within a
 //! budget per PetSet and, for warnings, per reason.
 
-use std::{hash::Hash, num::NonZeroU32};
+use std::num::NonZeroU32;
 
 use governor::{
     Quota, RateLimiter,
     clock::{Clock, DefaultClock},
-    middleware::NoOpMiddleware,
     state::keyed::DefaultKeyedStateStore,
 };
 use kube::runtime::events::EventType;
+
+use crate::throttle::{Keyed, prune};
 
 /// A write a sync made, to be reported in an event when the sync ends.
 pub struct Done {
@@ -46,18 +47,6 @@ pub fn summarize(done: Vec<Done>, set: &str) -> Vec<Summary> {
             (None, first.reason, first.verb, note)
         })
         .collect()
-}
-
-/// A limiter per key on `clock`: a bucket of tokens for each key seen.
-pub type Keyed<K, C = DefaultClock> =
-    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
-
-/// Drops the buckets of keys not used lately (a bucket full again is one that would be
-/// made afresh): one per PetSet ever synced would otherwise stay for the life of the
-/// process, as sets come and go.
-pub fn prune<K: Hash + Eq + Clone, C: Clock>(limiter: &Keyed<K, C>) {
-    limiter.retain_recent();
-    limiter.shrink_to_fit();
 }
 
 /// The events a PetSet may still publish: a burst of 25, then one per 5 minutes, as
