@@ -32,10 +32,12 @@ use tokio::sync::watch;
 
 use crate::{
     Error, cache, cluster,
-    events::{Done, event_budget, summarize},
+    events::{Done, EventBudget, summarize},
     identity,
-    metrics::{KindLabels, Metrics},
+    metrics::{EventLabels, KindLabels, Metrics},
     reconcile,
+    retry::Backoff,
+    throttle,
     unseen::Unseen,
 };
 
@@ -51,10 +53,12 @@ pub struct Context {
     pub services: Store<Service>,
     pub leases: Store<Lease>,
     pub recorder: Recorder,
-    /// Normal events each PetSet may still publish, by uid.
-    pub event_budget: DefaultKeyedRateLimiter<String>,
+    /// The events each PetSet may still publish.
+    pub event_budget: EventBudget,
     /// When each PetSet may write its status next, by uid.
     pub status_pace: DefaultKeyedRateLimiter<String>,
+    /// How long each failing PetSet waits before its next sync.
+    pub backoff: Backoff,
     /// Pods and claims created and not yet seen in the caches.
     pub unseen: Unseen,
     /// What the running syncs have done, by PetSet uid, reported when each ends.
@@ -63,6 +67,32 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context whose caches stay empty, for running the steps of a sync directly
+    /// against an API server (the tests of what a step does when it loses a race).
+    pub fn uncached(client: Client, metrics: Arc<Metrics>) -> Context {
+        fn empty<K: Resource<DynamicType = ()> + Clone + 'static>() -> Store<K> {
+            kube::runtime::reflector::store().0
+        }
+        let reporter = Reporter { controller: "petset-operator".into(), instance: None };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            sets: empty(),
+            pods: empty(),
+            claims: empty(),
+            revisions: empty(),
+            config_maps: empty(),
+            services: empty(),
+            leases: empty(),
+            event_budget: EventBudget::default(),
+            status_pace: reconcile::status_pace(),
+            backoff: Backoff::default(),
+            unseen: Unseen::default(),
+            done: Mutex::default(),
+            metrics,
+        }
+    }
+
     pub fn done(&self, set: &PetSet, done: Done) {
         let mut all = self.done.lock().unwrap_or_else(PoisonError::into_inner);
         all.entry(set.uid().unwrap_or_default()).or_default().push(done);
@@ -104,12 +134,20 @@ impl Context {
             namespace: set.namespace(),
             ..Default::default()
         });
-        if type_ == EventType::Normal && self.event_budget.check_key(&set.uid().unwrap_or_default()).is_err() {
+        if !self.event_budget.allows(&set.uid().unwrap_or_default(), type_, reason) {
             tracing::debug!(reason, "event budget spent; not published");
+            self.metrics.events.get_or_create(&EventLabels { r#type: type_name(type_), outcome: "over_budget" }).inc();
             return;
         }
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary };
-        publish(&self.recorder, event, set.object_ref(&()));
+        publish(&self.recorder, &self.metrics, event, set.object_ref(&()));
+    }
+
+    /// Drops what the budgets and the backoff keep about sets not heard from lately.
+    fn prune(&self) {
+        self.event_budget.prune();
+        throttle::prune(&self.status_pace);
+        self.backoff.prune();
     }
 }
 
@@ -173,7 +211,6 @@ pub async fn run(
         cached(&client, ns, watcher::Config::default(), &shutdown, undecodable, |_: &ControllerRevision| Vec::new());
 
     let ctx = Arc::new(Context {
-        client: client.clone(),
         sets: sets.clone(),
         pods: pods.clone(),
         claims: claims.clone(),
@@ -182,11 +219,7 @@ pub async fn run(
         services: services.clone(),
         leases: leases.clone(),
         recorder,
-        event_budget: event_budget(),
-        status_pace: reconcile::status_pace(),
-        unseen: Unseen::default(),
-        done: Mutex::default(),
-        metrics,
+        ..Context::uncached(client.clone(), metrics)
     });
 
     let synced: Vec<BoxFuture<'static, Result<(), WriterDropped>>> = vec![
@@ -206,6 +239,7 @@ pub async fn run(
         () = shutdown.clone() => return,
     }
     let _ = ready.send(true);
+    tokio::spawn(prune_every(PRUNE_EVERY, Arc::downgrade(&ctx)));
 
     let wakes = stream::select_all([set_wakes, pod_wakes, claim_wakes, config_map_wakes, service_wakes, lease_wakes]);
     let config = controller::Config::default().concurrency(settings.concurrency);
@@ -217,6 +251,21 @@ pub async fn run(
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+/// How often the per-set budgets are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Prunes the context's budgets every `period`, until the controller has let it go.
+async fn prune_every(period: Duration, ctx: std::sync::Weak<Context>) {
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        match ctx.upgrade() {
+            Some(ctx) => ctx.prune(),
+            None => return,
+        }
+    }
 }
 
 /// Resolves once the store has its first full list.
@@ -301,23 +350,33 @@ impl UndecodableReport {
             action: "Decode".into(),
             secondary: None,
         };
-        publish(&self.recorder, event, object.clone());
+        publish(&self.recorder, &self.metrics, event, object.clone());
     }
 }
 
 /// Publishes `event` beside the caller, as client-go's broadcaster does: a sync waits on
 /// the writes that change the set, not on its report of them. A failure is logged.
-fn publish(recorder: &Recorder, mut event: Event, regarding: ObjectReference) {
+fn publish(recorder: &Recorder, metrics: &Arc<Metrics>, mut event: Event, regarding: ObjectReference) {
     // The API server refuses notes over 1 kB.
     event.note = event.note.map(|note| {
         if note.len() > 1024 { format!("{}...", note.chars().take(1000).collect::<String>()) } else { note }
     });
-    let recorder = recorder.clone();
+    let (recorder, metrics) = (recorder.clone(), metrics.clone());
     tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &regarding).await {
+        let result = recorder.publish(&event, &regarding).await;
+        let outcome = if result.is_ok() { "published" } else { "failed" };
+        metrics.events.get_or_create(&EventLabels { r#type: type_name(event.type_), outcome }).inc();
+        if let Err(e) = result {
             tracing::warn!(error = %e, reason = event.reason, "could not publish an event");
         }
     });
+}
+
+fn type_name(type_: EventType) -> &'static str {
+    match type_ {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    }
 }
 
 /// Maps a pod or claim to the PetSets it concerns: its controller if that is a PetSet,
@@ -343,6 +402,8 @@ fn owners_of<K: Resource>(sets: Store<PetSet>) -> impl Fn(&K) -> Vec<ObjectRef<P
 
 fn error_policy(set: Arc<PetSet>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failures.get_or_create(&crate::metrics::FailureLabels { reason: error.metric_label() }).inc();
-    tracing::warn!(petset = %set.name_any(), namespace = ?set.namespace(), %error, "sync failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let wait = ctx.backoff.failed(&set.uid().unwrap_or_default());
+    ctx.metrics.retry_delay.observe(wait.as_secs_f64());
+    tracing::warn!(petset = %set.name_any(), namespace = ?set.namespace(), %error, retry_in = ?wait, "sync failed; retrying");
+    Action::requeue(wait)
 }

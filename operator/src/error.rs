@@ -40,8 +40,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// A write that failed, or that the write fence refused: that one is not the
+    /// server's answer, and is counted and reported as what it is.
     pub fn write(verb: &'static str, kind: &str, name: &str, source: kube::Error) -> Self {
-        Error::Write { verb, kind: kind.to_string(), name: name.to_string(), source }
+        fenced(&source).unwrap_or_else(|| Error::Write { verb, kind: kind.to_string(), name: name.to_string(), source })
+    }
+
+    pub fn status(name: String, source: kube::Error) -> Self {
+        fenced(&source).unwrap_or(Error::Status { name, source })
     }
 
     /// The API server refused the write because of what the spec renders (invalid
@@ -69,10 +75,39 @@ impl Error {
     }
 }
 
+/// The write fence's refusal, when that is what the client failed with.
+pub fn fenced(error: &kube::Error) -> Option<Error> {
+    match error {
+        kube::Error::Service(e) => match e.downcast_ref::<Error>() {
+            Some(Error::Fenced { method, path }) => Some(Error::Fenced { method: method.clone(), path: path.clone() }),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// What the API server said, without the debug dump kube's Display adds.
 pub fn message(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_the_fence_refused_is_reported_as_fenced_not_as_a_failed_write() {
+        let refusal = Error::Fenced { method: "POST".into(), path: "/api/v1/namespaces/ns/pods".into() };
+        let error = Error::write("create", "Pod", "web-0", kube::Error::Service(Box::new(refusal)));
+        assert!(matches!(&error, Error::Fenced { method, .. } if method == "POST"), "{error:?}");
+        assert_eq!(error.metric_label(), "fenced");
+        let refusal = Error::Fenced { method: "PATCH".into(), path: "/apis/petset.dev".into() };
+        assert_eq!(Error::status("web".into(), kube::Error::Service(Box::new(refusal))).metric_label(), "fenced");
+
+        let other = Error::write("create", "Pod", "web-0", kube::Error::Service("connection reset".into()));
+        assert_eq!(other.metric_label(), "write");
     }
 }

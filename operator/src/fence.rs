@@ -13,6 +13,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use http::{Method, Request};
+use prometheus_client::metrics::counter::Counter;
 use tokio::{sync::watch, time::Instant};
 use tower::{BoxError, Layer, Service};
 
@@ -78,19 +79,30 @@ impl Fence {
 /// Puts a [`Fence`] in front of a client's service. It must sit below the request
 /// budget (added to the client builder before the throttle): a write that waited for
 /// its token is checked when it is finally sent, not when it joined the line.
-pub struct FenceLayer(pub Fence);
+pub struct FenceLayer {
+    fence: Fence,
+    /// Counts the writes refused.
+    refused: Counter,
+}
+
+impl FenceLayer {
+    pub fn new(fence: Fence, refused: Counter) -> Self {
+        FenceLayer { fence, refused }
+    }
+}
 
 impl<S> Layer<S> for FenceLayer {
     type Service = Fenced<S>;
 
     fn layer(&self, inner: S) -> Fenced<S> {
-        Fenced { inner, fence: self.0.clone() }
+        Fenced { inner, fence: self.fence.clone(), refused: self.refused.clone() }
     }
 }
 
 pub struct Fenced<S> {
     inner: S,
     fence: Fence,
+    refused: Counter,
 }
 
 impl<S, B> Service<Request<B>> for Fenced<S>
@@ -111,13 +123,16 @@ where
         let write = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         let refused = write
             .then(|| Error::Fenced { method: request.method().to_string(), path: request.uri().path().to_string() });
-        let fence = self.fence.clone();
+        let (fence, counter) = (self.fence.clone(), self.refused.clone());
         // The client's response future sends nothing until polled, so the check at
         // the first poll comes before the request leaves.
         let response = self.inner.call(request);
         Box::pin(async move {
             match refused {
-                Some(error) if !fence.allows_writes() => Err(error.into()),
+                Some(error) if !fence.allows_writes() => {
+                    counter.inc();
+                    Err(error.into())
+                }
                 _ => response.await.map_err(Into::into),
             }
         })
@@ -163,7 +178,8 @@ mod tests {
     async fn writes_pass_before_the_deadline_and_are_refused_after_it_reads_always_pass() {
         let fence = Fence::until(Instant::now() + Duration::from_secs(3));
         let server = Recorder::default();
-        let mut client = FenceLayer(fence.clone()).layer(server.clone());
+        let refused = Counter::default();
+        let mut client = FenceLayer::new(fence.clone(), refused.clone()).layer(server.clone());
 
         client.call(request(Method::POST, PODS)).await.unwrap();
         // Queued before the deadline, sent after it: refused.
@@ -179,6 +195,7 @@ mod tests {
         }
         client.call(request(Method::GET, PODS)).await.unwrap();
         client.call(request(Method::GET, &format!("{PODS}?watch=true"))).await.unwrap();
+        assert_eq!(refused.get(), 5, "the refused writes are counted, and only they");
 
         assert_eq!(
             *server.0.lock().unwrap(),

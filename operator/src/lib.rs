@@ -13,6 +13,7 @@ pub mod identity;
 pub mod lease;
 pub mod metrics;
 pub mod reconcile;
+mod retry;
 pub mod revision;
 #[cfg(test)]
 mod testing;

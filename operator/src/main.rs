@@ -147,7 +147,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let builder = ClientBuilder::try_from(config)?;
     let throttle = ThrottleLayer::new(args.api_qps, args.api_burst);
     let client = match &fence {
-        Some(fence) => builder.with_layer(&FenceLayer(fence.clone())).with_layer(&throttle).build(),
+        Some(fence) => builder
+            .with_layer(&FenceLayer::new(fence.clone(), metrics.fenced_writes.clone()))
+            .with_layer(&throttle)
+            .build(),
         None => builder.with_layer(&throttle).build(),
     };
     tracing::info!(namespaces = ?settings.namespaces, concurrency = settings.concurrency, "starting");

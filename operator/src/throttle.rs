@@ -4,15 +4,22 @@
 //! server. Tokens go to requests in the order they came, as client-go's token bucket
 //! gives them: governor alone lets a late waiter overtake, and under a small budget
 //! one set's next pod could wait behind other sets' requests for a minute and more.
+//! Budgets kept per PetSet (events, status writes) are keyed limiters, pruned here.
 
 use std::{
+    hash::Hash,
     num::NonZeroU32,
     sync::Arc,
     task::{Context, Poll},
 };
 
 use futures::future::BoxFuture;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{
+    DefaultDirectRateLimiter, Quota, RateLimiter,
+    clock::{Clock, DefaultClock},
+    middleware::NoOpMiddleware,
+    state::keyed::DefaultKeyedStateStore,
+};
 use tokio::sync::Mutex;
 use tower::{Layer, Service};
 
@@ -71,6 +78,18 @@ where
             response.await
         })
     }
+}
+
+/// A limiter per key on `clock`: a bucket of tokens for each key seen.
+pub type Keyed<K, C = DefaultClock> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// Drops the buckets of keys not used lately (a bucket full again is one that would be
+/// made afresh): one per PetSet ever synced would otherwise stay for the life of the
+/// process, as sets come and go.
+pub fn prune<K: Hash + Eq + Clone, C: Clock>(limiter: &Keyed<K, C>) {
+    limiter.retain_recent();
+    limiter.shrink_to_fit();
 }
 
 #[cfg(test)]

@@ -46,6 +46,14 @@ pub fn stateless(name: &str, replicas: i32) -> PetSet {
     set
 }
 
+/// A set the API server accepts and whose pods it refuses: container names must be DNS
+/// labels, which only the pod's own validation checks.
+pub fn pods_refused(name: &str) -> PetSet {
+    let mut set = stateless(name, 1);
+    set.spec.template.spec.as_mut().unwrap().containers[0].name = "Not_A_DNS_Label".into();
+    set
+}
+
 /// Makes new pods of the set start not Ready (the node simulator holds them), as a
 /// failing readiness probe would.
 pub fn hold_not_ready(set: &mut PetSet) {

@@ -31,11 +31,15 @@ pub fn kubeconfig_path() -> PathBuf {
 }
 
 pub async fn client() -> anyhow::Result<Client> {
+    Ok(Client::try_from(config().await?)?)
+}
+
+/// The local plane's client configuration, to build a client of one's own.
+pub async fn config() -> anyhow::Result<Config> {
     let path = kubeconfig_path();
     let kubeconfig = Kubeconfig::read_from(&path)
         .with_context(|| format!("reading {} (is the local plane up? run `hack/cluster up`)", path.display()))?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
+    Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
 }
 
 /// One test's namespace and client.
@@ -118,18 +122,20 @@ impl TestNs {
 
     /// The operator with another client (another identity's permissions).
     pub async fn start_operator_with(&self, client: Client) -> Operator {
-        Operator::start(client, vec![self.name.clone()])
+        Operator::start(client, vec![self.name.clone()], Arc::default())
     }
 }
 
 /// One operator watching all of `namespaces` (`--namespaces a,b`), with the first's client.
 pub async fn start_operator_in(namespaces: &[&TestNs]) -> Operator {
-    Operator::start(namespaces[0].client.clone(), namespaces.iter().map(|ns| ns.name.clone()).collect())
+    let names = namespaces.iter().map(|ns| ns.name.clone()).collect();
+    Operator::start(namespaces[0].client.clone(), names, Arc::default())
 }
 
 impl Operator {
-    fn start(client: Client, namespaces: Vec<String>) -> Operator {
-        let metrics = Arc::new(Metrics::default());
+    /// The operator of `namespaces`, with `client` (built with layers of the test's
+    /// own, say), reporting to `metrics`.
+    pub fn start(client: Client, namespaces: Vec<String>, metrics: Arc<Metrics>) -> Operator {
         let (ready_tx, ready) = watch::channel(false);
         let settings = Settings { namespaces, ..Settings::default() };
         let handle = tokio::spawn(controller::run(client, settings, metrics.clone(), ready_tx, std::future::pending()));

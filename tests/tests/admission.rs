@@ -7,7 +7,11 @@ use kube::{
     api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
 };
 use petset_crd::PetSet;
-use petset_tests::{TIMEOUT, TestNs, fixtures::stateless, in_namespace, wait_for, wait_until};
+use petset_tests::{
+    TIMEOUT, TestNs,
+    fixtures::{pods_refused, stateless},
+    in_namespace, wait_for, wait_until,
+};
 use serde_json::{Value, json};
 
 /// Creates `web` with `change` merged into its JSON, and returns the refusal message.
@@ -169,10 +173,7 @@ spec:
 async fn a_pod_the_api_server_refuses_gives_a_condition_and_event_and_others_keep_working() -> anyhow::Result<()> {
     in_namespace("refused-pod", |ns| async move {
         let _op = ns.start_operator().await;
-        // Valid for the schema, invalid as a pod: container names must be DNS labels.
-        let mut bad = stateless("bad", 1);
-        bad.spec.template.spec.as_mut().unwrap().containers[0].name = "Not_A_DNS_Label".into();
-        ns.create_petset(&bad).await?;
+        ns.create_petset(&pods_refused("bad")).await?;
         ns.create_petset(&stateless("good", 2)).await?;
 
         let set = wait_for(&ns.petsets(), "bad", "a ReplicaFailure condition", TIMEOUT, |s| {

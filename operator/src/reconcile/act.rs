@@ -62,7 +62,10 @@ impl Write<'_> {
         request: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<bool, Error> {
         let result = request.await;
-        ctx.metrics.write(self.verb, self.resource);
+        // A write the fence refused never left: the fence counts it.
+        if !result.as_ref().is_err_and(|e| crate::error::fenced(e).is_some()) {
+            ctx.metrics.write(self.verb, self.resource);
+        }
         let related = Some((self.kind, self.name));
         match result {
             Ok(_) => {

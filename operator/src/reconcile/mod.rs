@@ -55,6 +55,9 @@ pub async fn reconcile(set: Arc<PetSet>, ctx: Arc<Context>) -> Result<Action, Er
     let started = std::time::Instant::now();
     ctx.metrics.reconciles_in_flight.inc();
     let result = contained(sync(&set, &ctx)).instrument(span.clone()).await;
+    if result.is_ok() {
+        ctx.backoff.succeeded(&set.uid().unwrap_or_default());
+    }
     ctx.report_done(&set);
     ctx.metrics.reconciles_in_flight.dec();
     let elapsed = started.elapsed();
@@ -295,7 +298,7 @@ async fn write_status(set: &PetSet, status: PetSetStatus, ctx: &Context) -> Resu
     let patch = json!({ "apiVersion": "petset.dev/v1alpha1", "kind": "PetSet", "status": status });
     api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
-        .map_err(|source| Error::Status { name, source })?;
+        .map_err(|source| Error::status(name, source))?;
     ctx.metrics.write("patch", "petsets/status");
     Ok(())
 }
