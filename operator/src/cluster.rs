@@ -28,13 +28,11 @@ use kube::{ResourceExt, api::ObjectMeta};
 use petset_crd::{Clustering, LeaderPolicy, PetSet};
 
 use crate::health::is_healthy;
-use crate::identity::{self, REVISION_LABEL};
+use crate::identity::{self, PART_OF_LABEL, REVISION_LABEL};
 
 pub const ROLE_LABEL: &str = "petset.dev/role";
 pub const LEADER: &str = "leader";
 pub const FOLLOWER: &str = "follower";
-/// Marks the objects the operator made for a set (peers ConfigMap, Services, Lease).
-pub const PART_OF_LABEL: &str = "petset.dev/part-of";
 pub const PEERS_DIR: &str = "/etc/petset";
 pub const PEERS_KEY: &str = "peers";
 const PEERS_VOLUME: &str = "petset-peers";
@@ -161,16 +159,24 @@ pub fn governing_service(set: &PetSet) -> Service {
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
-            selector: set.spec.selector.match_labels.clone(),
+            // A selector of only `matchExpressions` has no equality form: the pods'
+            // set label stands in.
+            selector: set.spec.selector.match_labels.clone().filter(|l| !l.is_empty()).or_else(|| Some(set_label(set))),
             ..Default::default()
         }),
         ..Default::default()
     }
 }
 
-/// `<set>-leader`: selects the leader pod only; ports follow the template's.
+/// The label every pod of `set` carries, as a selector.
+fn set_label(set: &PetSet) -> BTreeMap<String, String> {
+    [(PART_OF_LABEL.to_string(), set.name_any())].into()
+}
+
+/// `<set>-leader`: selects the leader pod only; ports follow the template's. By the set
+/// label, not the set's selector: other sets' leaders may match that one.
 pub fn leader_service(set: &PetSet) -> Service {
-    let mut selector = set.spec.selector.match_labels.clone().unwrap_or_default();
+    let mut selector = set_label(set);
     selector.insert(ROLE_LABEL.into(), LEADER.into());
     let ports: Vec<_> = set
         .spec
@@ -474,6 +480,23 @@ mod tests {
         };
         assert_eq!(leadership(&set, &refs, "r", Some(&lease), at(10)).unwrap().leader.as_deref(), Some("web-0"));
         assert_eq!(lease_expiry(Some(&lease)), Some(Timestamp::MAX));
+    }
+
+    #[test]
+    fn the_leader_service_selects_by_the_set_label_whatever_the_selector() {
+        let mut set = clustered(LeaderPolicy::OperatorAssigned);
+        set.spec.selector = serde_json::from_value(
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+        )
+        .unwrap();
+        let selector = |svc: Service| svc.spec.unwrap().selector.unwrap();
+        assert_eq!(
+            selector(leader_service(&set)),
+            BTreeMap::from([(PART_OF_LABEL.into(), "web".into()), (ROLE_LABEL.into(), LEADER.into())])
+        );
+        assert_eq!(selector(governing_service(&set)), BTreeMap::from([(PART_OF_LABEL.into(), "web".into())]));
+        let pod = identity::new_pod(&set, 0, "r", &set.spec.template);
+        assert_eq!(pod.labels()[PART_OF_LABEL], "web", "every pod carries what the Services select");
     }
 
     #[test]

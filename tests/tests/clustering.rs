@@ -178,6 +178,62 @@ async fn the_governing_service_is_made_and_someone_elses_left_alone() -> anyhow:
     .await
 }
 
+/// `clustered`, named `name` with a Service of that name, selecting its pods by
+/// `matchExpressions` only.
+fn named(name: &str, leader: Option<LeaderPolicy>) -> PetSet {
+    let mut set = clustered(1, leader);
+    set.metadata.name = Some(name.into());
+    set.spec.service_name = Some(name.into());
+    set.spec.selector =
+        serde_json::from_value(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": [name]}]}))
+            .unwrap();
+    set.spec.template.metadata.as_mut().unwrap().labels = Some([("app".to_string(), name.to_string())].into());
+    set
+}
+
+#[tokio::test]
+async fn each_leader_service_selects_only_its_own_leader() -> anyhow::Result<()> {
+    in_namespace("cluster-two-leaders", |ns| async move {
+        let _op = ns.start_operator().await;
+        for name in ["a", "b"] {
+            let mut set = named(name, Some(LeaderPolicy::OperatorAssigned));
+            set.spec.replicas = Some(2);
+            ns.create_petset(&set).await?;
+        }
+        for name in ["a", "b"] {
+            ns.wait_ready(name, 0..2).await?;
+            wait_for(&ns.petsets(), name, "a leader", TIMEOUT, |s| leader_of(s).is_some_and(|(p, _)| p.is_some()))
+                .await?;
+        }
+        for name in ["a", "b"] {
+            for (service, want) in [
+                (format!("{name}-leader"), vec![format!("{name}-0")]),
+                (name.to_string(), vec![format!("{name}-0"), format!("{name}-1")]),
+            ] {
+                wait_until(&format!("Service {service} to select {want:?}"), TIMEOUT, || async {
+                    let svc = ns.api::<Service>().get_opt(&service).await?.ok_or_else(|| anyhow::anyhow!("absent"))?;
+                    let selector = svc.spec.and_then(|s| s.selector).unwrap_or_default();
+                    let query = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                    let mut selected: Vec<String> = ns
+                        .pods()
+                        .list(&kube::api::ListParams::default().labels(&query))
+                        .await?
+                        .items
+                        .iter()
+                        .map(|p| p.name_any())
+                        .collect();
+                    selected.sort();
+                    anyhow::ensure!(selected == want, "{service} ({query}) selects {selected:?}");
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
 fn leader_of(set: Option<&PetSet>) -> Option<(Option<String>, i64)> {
     set.and_then(|s| s.status.as_ref()).and_then(|s| s.leader.as_ref()).map(|l| (l.pod.clone(), l.epoch))
 }

@@ -205,10 +205,8 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
         }
         Action::FixPodIdentity { pod } => {
             let name = pod.name_any();
-            let labels: serde_json::Map<_, _> = [identity::POD_NAME_LABEL, identity::POD_INDEX_LABEL]
-                .iter()
-                .map(|k| (k.to_string(), json!(pod.labels().get(*k))))
-                .collect();
+            let labels: serde_json::Map<_, _> =
+                identity::IDENTITY_LABELS.iter().map(|k| (k.to_string(), json!(pod.labels().get(*k)))).collect();
             let body = json!({"metadata": {"uid": pod.uid(), "labels": labels}});
             let done = Some(("SuccessfulUpdate", format!("update Pod {name} in PetSet {set_name} successful")));
             let w = Write {
