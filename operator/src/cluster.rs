@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, EnvVar, Pod, Service, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::jiff::Timestamp;
-use kube::{ResourceExt, api::ObjectMeta};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
 use petset_crd::{Clustering, LeaderPolicy, PetSet};
 
 use crate::health::is_healthy;
@@ -107,6 +107,16 @@ pub fn inject(set: &PetSet, clustering: &Clustering, pod: &mut Pod, ordinal: i32
     });
     if set.spec.clustering.as_ref().is_some_and(|c| c.leader.is_some()) {
         pod.metadata.labels.get_or_insert_with(Default::default).insert(ROLE_LABEL.into(), FOLLOWER.into());
+    }
+}
+
+/// Whether petset may write `obj` for `set`: the set controls it, or it has no
+/// controller and is labelled as made for this set (left by a set of this name that
+/// was deleted with `--cascade=orphan`). Anything else is someone else's.
+pub fn ours_or_adoptable(obj: &impl Resource, set: &PetSet) -> bool {
+    match identity::controller_of(obj) {
+        Some(_) => identity::controlled_by(obj, set),
+        None => obj.meta().labels.as_ref().and_then(|l| l.get(PART_OF_LABEL)) == set.metadata.name.as_ref(),
     }
 }
 

@@ -104,6 +104,16 @@ pub fn identity_matches(set: &PetSet, pod: &Pod, ordinal: i32) -> bool {
         && labels.get(PART_OF_LABEL) == set.metadata.name.as_ref()
 }
 
+/// Whether `obj` is controlled by `set`.
+pub fn controlled_by(obj: &impl Resource, set: &PetSet) -> bool {
+    controller_of(obj).is_some_and(|r| Some(&r.uid) == set.metadata.uid.as_ref())
+}
+
+/// The controller reference of `obj`, if it has one.
+pub fn controller_of(obj: &impl Resource) -> Option<&OwnerReference> {
+    obj.meta().owner_references.iter().flatten().find(|r| r.controller == Some(true))
+}
+
 /// Replaces each pod volume named like a claim template with the member's claim, and
 /// adds the ones missing.
 fn set_storage(set: &PetSet, pod: &mut Pod, ordinal: i32) {
