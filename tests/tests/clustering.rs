@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     ResourceExt,
-    api::{Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PropagationPolicy},
 };
 use petset_crd::{Clustering, LeaderPolicy, LeaderSpec, PetSet, PetSetOrdinals};
 use petset_tests::{
@@ -301,6 +301,39 @@ async fn each_leader_service_selects_only_its_own_leader() -> anyhow::Result<()>
                 .await?;
             }
         }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_recreated_set_keeps_its_cluster_formed() -> anyhow::Result<()> {
+    in_namespace("cluster-recreated", |ns| async move {
+        let _op = ns.start_operator().await;
+        ns.create_petset(&clustered(3, None)).await?;
+        ns.wait_ready("web", 0..3).await?;
+        let formed = wait_formed(&ns).await?;
+        wait_for(&ns.api::<ConfigMap>(), "web-peers", "the formation kept beside the members", TIMEOUT, |c| {
+            c.is_some_and(|c| c.annotations().contains_key("petset.dev/formed-at"))
+        })
+        .await?;
+
+        // Deleted leaving its members, which lose one while the set is away.
+        ns.petsets()
+            .delete("web", &DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..Default::default() })
+            .await?;
+        wait_for(&ns.petsets(), "web", "deleted", TIMEOUT, |s| s.is_none()).await?;
+        ns.pods().delete("web-2", &DeleteParams::default().grace_period(0)).await?;
+        wait_for(&ns.pods(), "web-2", "deleted", TIMEOUT, |p| p.is_none()).await?;
+
+        // The same manifest again, with no status.
+        ns.create_petset(&clustered(3, None)).await?;
+        let pods = ns.wait_ready("web", 0..3).await?;
+        assert!(env(&pods[2]).iter().all(|v| v["PETSET_BOOTSTRAP"] == "false"), "web-2 comes back to join");
+        assert_eq!(wait_formed(&ns).await?, formed, "formedAt is that of the first formation");
+        ns.patch_spec("web", json!({"replicas": 4})).await?;
+        let pods = ns.wait_ready("web", 0..4).await?;
+        assert!(env(&pods[3]).iter().all(|v| v["PETSET_BOOTSTRAP"] == "false"), "a scale-up joins");
         Ok(())
     })
     .await

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams, PostParams},
@@ -30,13 +31,14 @@ pub async fn sync(
     clustering: &Clustering,
     members: &[&Pod],
     leader: Option<&str>,
+    formed_at: Option<&Time>,
     ctx: &Context,
 ) -> Result<(), Error> {
     let ns = set.namespace().unwrap_or_default();
     let name = set.name_any();
     let mut conflicts = Vec::new();
     let text = cluster::peers_text(set, clustering, members, leader);
-    let peers = cluster::peers_config_map(set, text);
+    let peers = cluster::peers_config_map(set, text, formed_at);
     let cached = ctx.config_maps.get(&ObjectRef::new(&cluster::peers_config_map_name(&name)).within(&ns));
     let config_maps = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns);
     conflicts.extend(keep(set, ctx, config_maps, peers, cached, "configmaps").await?);

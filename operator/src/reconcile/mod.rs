@@ -117,7 +117,7 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     let deleting = set.metadata.deletion_timestamp.is_some();
     if let (true, false, Some(clustering)) = (acted, deleting, &set.spec.clustering) {
         let leader = leadership.as_ref().and_then(|l| l.leader.as_deref());
-        outcome = clustering::sync(set, clustering, &members, leader, ctx).await;
+        outcome = clustering::sync(set, clustering, &members, leader, observed.formed_at.as_ref(), ctx).await;
     }
     if let (true, Some((from, to))) = (acted, leadership.as_ref().and_then(|l| l.moved.clone())) {
         let note = format!("leader: {} -> {}", from.as_deref().unwrap_or("none"), to.as_deref().unwrap_or("none"));
@@ -138,6 +138,7 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
             _ => None,
         },
         completed: outcome.is_ok(),
+        formed_at: observed.formed_at.as_ref(),
     };
     let status = status::compute(set, &members, &revisions, &selector, learned, now);
     let status_due = write_status_paced(set, status, ctx).await?;
@@ -292,7 +293,11 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
         .map(|r| r.as_ref().clone())
         .collect();
     ctx.unseen.seen("PersistentVolumeClaim", &ns, claims.keys().cloned());
-    Observed { pods, claims, revisions, now }
+    let formed_at = set.spec.clustering.as_ref().and_then(|_| {
+        let peers = ctx.config_maps.get(&ObjectRef::new(&cluster::peers_config_map_name(&set_name)).within(&ns));
+        cluster::formed_at(set, peers.as_deref())
+    });
+    Observed { pods, claims, revisions, formed_at, now }
 }
 
 /// Whether an object is in `ns` and has no controller or the set `uid` as controller.

@@ -52,6 +52,8 @@ pub struct SyncOutcome<'a> {
     pub conflicts: Option<&'a [Conflict]>,
     /// The sync did all it planned.
     pub completed: bool,
+    /// When the cluster was formed, as kept outside the status too.
+    pub formed_at: Option<&'a Time>,
 }
 
 pub fn compute(
@@ -62,7 +64,7 @@ pub fn compute(
     outcome: SyncOutcome<'_>,
     now: Timestamp,
 ) -> PetSetStatus {
-    let SyncOutcome { rejection, waiting, leadership, conflicts, completed } = outcome;
+    let SyncOutcome { rejection, waiting, leadership, conflicts, completed, formed_at } = outcome;
     let old = set.status.clone().unwrap_or_default();
     let min_ready = set.spec.min_ready_seconds();
     let mut status = PetSetStatus {
@@ -149,7 +151,8 @@ pub fn compute(
 
     if set.spec.clustering.is_some() {
         let formed_now = desired > 0 && status.ready_replicas == desired;
-        status.formed_at = old.formed_at.clone().or_else(|| formed_now.then_some(Time(now)));
+        status.formed_at =
+            old.formed_at.clone().or_else(|| formed_at.cloned()).or_else(|| formed_now.then_some(Time(now)));
     }
     let old_leader = old.leader.clone().unwrap_or_default();
     status.leader = match leadership {
