@@ -16,6 +16,13 @@
 //!
 //! The peers file has one line per member of the spec, lowest ordinal first:
 //! `<ordinal> <fqdn> <ready|notready|absent> <leader|follower|->`.
+//!
+//! That the cluster was formed is kept twice: in `status.formedAt`, and in the peers
+//! ConfigMap's `petset.dev/formed-at` annotation. The status goes with the PetSet (an
+//! orphan-delete and re-create, a restore that drops status); the ConfigMap stays
+//! beside the members it describes (orphaned with them, restored with the namespace),
+//! and a re-created set adopts it, with the proof that its members must join, never
+//! found a second cluster.
 
 use std::collections::BTreeMap;
 
@@ -23,18 +30,19 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, EnvVar, Pod, Service, ServiceSpec, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::{ResourceExt, api::ObjectMeta};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
 use petset_crd::{Clustering, LeaderPolicy, PetSet};
 
 use crate::health::is_healthy;
-use crate::identity::{self, REVISION_LABEL};
+use crate::identity::{self, PART_OF_LABEL, REVISION_LABEL};
 
 pub const ROLE_LABEL: &str = "petset.dev/role";
 pub const LEADER: &str = "leader";
 pub const FOLLOWER: &str = "follower";
-/// Marks the objects the operator made for a set (peers ConfigMap, Services, Lease).
-pub const PART_OF_LABEL: &str = "petset.dev/part-of";
+/// On the peers ConfigMap: when the cluster was formed (see the module's notes).
+pub const FORMED_AT_ANNOTATION: &str = "petset.dev/formed-at";
 pub const PEERS_DIR: &str = "/etc/petset";
 pub const PEERS_KEY: &str = "peers";
 const PEERS_VOLUME: &str = "petset-peers";
@@ -62,9 +70,9 @@ pub fn fqdn(set: &PetSet, clustering: &Clustering, ordinal: i32) -> String {
 }
 
 /// Gives every container and init container of a new pod the identity environment and
-/// the peers file.
-pub fn inject(set: &PetSet, clustering: &Clustering, pod: &mut Pod, ordinal: i32) {
-    let bootstrap = set.status.as_ref().and_then(|s| s.formed_at.as_ref()).is_none();
+/// the peers file; `formed`: the cluster was formed, so the pod joins it.
+pub fn inject(set: &PetSet, clustering: &Clustering, pod: &mut Pod, ordinal: i32, formed: bool) {
+    let bootstrap = !formed;
     let start = set.spec.start_ordinal();
     let env = [
         ("PETSET_NAME", set.name_any()),
@@ -112,6 +120,27 @@ pub fn inject(set: &PetSet, clustering: &Clustering, pod: &mut Pod, ordinal: i32
     }
 }
 
+/// When the cluster was formed, as far as anything kept says: the status, else the
+/// peers ConfigMap this set has or may adopt.
+pub fn formed_at(set: &PetSet, peers: Option<&ConfigMap>) -> Option<Time> {
+    let recorded = set.status.as_ref().and_then(|s| s.formed_at.clone());
+    recorded.or_else(|| {
+        let peers = peers.filter(|cm| ours_or_adoptable(*cm, set))?;
+        let value = peers.annotations().get(FORMED_AT_ANNOTATION)?;
+        value.parse().ok().map(Time)
+    })
+}
+
+/// Whether petset may write `obj` for `set`: the set controls it, or it has no
+/// controller and is labelled as made for this set (left by a set of this name that
+/// was deleted with `--cascade=orphan`). Anything else is someone else's.
+pub fn ours_or_adoptable(obj: &impl Resource, set: &PetSet) -> bool {
+    match identity::controller_of(obj) {
+        Some(_) => identity::controlled_by(obj, set),
+        None => obj.meta().labels.as_ref().and_then(|l| l.get(PART_OF_LABEL)) == set.metadata.name.as_ref(),
+    }
+}
+
 fn owned_meta(set: &PetSet, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
@@ -146,12 +175,10 @@ pub fn peers_text(set: &PetSet, clustering: &Clustering, members: &[&Pod], leade
     text
 }
 
-pub fn peers_config_map(set: &PetSet, text: String) -> ConfigMap {
-    ConfigMap {
-        metadata: owned_meta(set, peers_config_map_name(&set.name_any())),
-        data: Some([(PEERS_KEY.to_string(), text)].into()),
-        ..Default::default()
-    }
+pub fn peers_config_map(set: &PetSet, text: String, formed_at: Option<&Time>) -> ConfigMap {
+    let mut metadata = owned_meta(set, peers_config_map_name(&set.name_any()));
+    metadata.annotations = formed_at.map(|t| [(FORMED_AT_ANNOTATION.to_string(), t.0.to_string())].into());
+    ConfigMap { metadata, data: Some([(PEERS_KEY.to_string(), text)].into()), ..Default::default() }
 }
 
 /// The headless governing Service: peers find each other before they are Ready.
@@ -161,16 +188,24 @@ pub fn governing_service(set: &PetSet) -> Service {
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
-            selector: set.spec.selector.match_labels.clone(),
+            // A selector of only `matchExpressions` has no equality form: the pods'
+            // set label stands in.
+            selector: set.spec.selector.match_labels.clone().filter(|l| !l.is_empty()).or_else(|| Some(set_label(set))),
             ..Default::default()
         }),
         ..Default::default()
     }
 }
 
-/// `<set>-leader`: selects the leader pod only; ports follow the template's.
+/// The label every pod of `set` carries, as a selector.
+fn set_label(set: &PetSet) -> BTreeMap<String, String> {
+    [(PART_OF_LABEL.to_string(), set.name_any())].into()
+}
+
+/// `<set>-leader`: selects the leader pod only; ports follow the template's. By the set
+/// label, not the set's selector: other sets' leaders may match that one.
 pub fn leader_service(set: &PetSet) -> Service {
-    let mut selector = set.spec.selector.match_labels.clone().unwrap_or_default();
+    let mut selector = set_label(set);
     selector.insert(ROLE_LABEL.into(), LEADER.into());
     let ports: Vec<_> = set
         .spec
@@ -374,7 +409,7 @@ mod tests {
         set.spec.template.spec.as_mut().unwrap().init_containers =
             Some(vec![k8s_openapi::api::core::v1::Container { name: "init".into(), ..Default::default() }]);
         let mut pod = identity::new_pod(&set, 6, "r", &set.spec.template);
-        inject(&set, set.spec.clustering.as_ref().unwrap(), &mut pod, 6);
+        inject(&set, set.spec.clustering.as_ref().unwrap(), &mut pod, 6, false);
         let spec = pod.spec.unwrap();
         for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
             let env: BTreeMap<_, _> =
@@ -474,6 +509,40 @@ mod tests {
         };
         assert_eq!(leadership(&set, &refs, "r", Some(&lease), at(10)).unwrap().leader.as_deref(), Some("web-0"));
         assert_eq!(lease_expiry(Some(&lease)), Some(Timestamp::MAX));
+    }
+
+    #[test]
+    fn the_leader_service_selects_by_the_set_label_whatever_the_selector() {
+        let mut set = clustered(LeaderPolicy::OperatorAssigned);
+        set.spec.selector = serde_json::from_value(
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+        )
+        .unwrap();
+        let selector = |svc: Service| svc.spec.unwrap().selector.unwrap();
+        assert_eq!(
+            selector(leader_service(&set)),
+            BTreeMap::from([(PART_OF_LABEL.into(), "web".into()), (ROLE_LABEL.into(), LEADER.into())])
+        );
+        assert_eq!(selector(governing_service(&set)), BTreeMap::from([(PART_OF_LABEL.into(), "web".into())]));
+        let pod = identity::new_pod(&set, 0, "r", &set.spec.template);
+        assert_eq!(pod.labels()[PART_OF_LABEL], "web", "every pod carries what the Services select");
+    }
+
+    #[test]
+    fn formation_is_read_back_from_a_peers_config_map_the_set_may_have() {
+        let set = clustered(LeaderPolicy::OperatorAssigned);
+        let formed = Time("2026-01-02T03:04:05Z".parse().unwrap());
+        let mut peers = peers_config_map(&set, String::new(), Some(&formed));
+        assert_eq!(formed_at(&set, Some(&peers)), Some(formed.clone()), "controlled by the set");
+        peers.metadata.owner_references = None;
+        assert_eq!(formed_at(&set, Some(&peers)), Some(formed.clone()), "orphaned by a delete --cascade=orphan");
+        peers.metadata.labels = None;
+        assert_eq!(formed_at(&set, None), None);
+        assert_eq!(formed_at(&set, Some(&peers)), None, "someone else's ConfigMap proves nothing");
+        let mut recreated = set.clone();
+        recreated.metadata.uid = Some("another-uid".into());
+        let theirs = peers_config_map(&set, String::new(), Some(&formed));
+        assert!(!ours_or_adoptable(&theirs, &recreated), "controlled by another set");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use petset_crd::PetSet;
 use tokio::sync::watch;
 
 use crate::{
-    Error, cache, cluster,
+    Error, cache,
     events::{Done, EventBudget, summarize},
     identity,
     metrics::{EventLabels, KindLabels, Metrics},
@@ -185,7 +185,7 @@ pub async fn run(
     let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
     let undecodable = &UndecodableReport { recorder: recorder.clone(), metrics: metrics.clone() };
-    let part_of = || watcher::Config::default().labels(cluster::PART_OF_LABEL);
+    let part_of = || watcher::Config::default().labels(identity::PART_OF_LABEL);
     let set_config = watcher::Config::default().any_semantic();
     let (sets, set_wakes) =
         cached(&client, ns, set_config, &shutdown, undecodable, |s: &PetSet| vec![ObjectRef::from_obj(s)]);

@@ -37,6 +37,37 @@ pub enum Error {
 
     #[error("the leader Lease: {0}")]
     Lease(#[source] kube::Error),
+
+    /// Objects the set needs exist under their names and are someone else's: left
+    /// alone, reported, and retried until their owner removes them.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NotOurs(Vec<Conflict>),
+}
+
+/// An object the set needs, found under its name and controlled by someone else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub kind: String,
+    pub name: String,
+    /// `<Kind> <name>` of its controller; None for an object with no controller.
+    pub owner: Option<String>,
+}
+
+impl Conflict {
+    pub fn of<K: kube::Resource<DynamicType = ()>>(obj: &K) -> Conflict {
+        let owner = crate::identity::controller_of(obj).map(|r| format!("{} {}", r.kind, r.name));
+        Conflict { kind: K::kind(&()).into_owned(), name: obj.meta().name.clone().unwrap_or_default(), owner }
+    }
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let owner = match &self.owner {
+            Some(owner) => format!("is controlled by {owner}"),
+            None => "was not made for this PetSet".into(),
+        };
+        write!(f, "{} {} exists and {owner}: left alone until it is removed", self.kind, self.name)
+    }
 }
 
 impl Error {
@@ -71,6 +102,7 @@ impl Error {
             Error::Panic(_) => "panic",
             Error::Fenced { .. } => "fenced",
             Error::LeaseLost(_) | Error::Lease(_) => "lease",
+            Error::NotOurs(_) => "conflict",
         }
     }
 }

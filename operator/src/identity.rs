@@ -14,6 +14,11 @@ use petset_crd::PetSet;
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 pub const REVISION_LABEL: &str = "controller-revision-hash";
+/// The PetSet an object was made for, by name: on every member pod, so Services can
+/// select one set's pods whatever its selector (a Service selector is equality-only, a
+/// PetSet's may be only `matchExpressions`), and on the cluster objects (peers
+/// ConfigMap, Services, Lease), which are watched by it.
+pub const PART_OF_LABEL: &str = "petset.dev/part-of";
 
 pub fn pod_name(set: &str, ordinal: i32) -> String {
     format!("{set}-{ordinal}")
@@ -76,12 +81,16 @@ pub fn new_pod(set: &PetSet, ordinal: i32, revision: &str, template: &PodTemplat
     pod
 }
 
+/// The labels `set_identity_labels` writes.
+pub const IDENTITY_LABELS: [&str; 3] = [POD_NAME_LABEL, POD_INDEX_LABEL, PART_OF_LABEL];
+
 /// Writes the identity labels. Upstream fixes these on a live pod when they drift;
 /// hostname and subdomain are immutable pod fields, set once by `new_pod`.
 pub fn set_identity_labels(set: &PetSet, pod: &mut Pod, ordinal: i32) {
     let labels = pod.metadata.labels.get_or_insert_with(Default::default);
     labels.insert(POD_NAME_LABEL.into(), pod_name(&set.name_any(), ordinal));
     labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
+    labels.insert(PART_OF_LABEL.into(), set.name_any());
 }
 
 /// Whether the pod carries the identity labels of `ordinal`.
@@ -92,6 +101,17 @@ pub fn identity_matches(set: &PetSet, pod: &Pod, ordinal: i32) -> bool {
         && pod.metadata.namespace == set.namespace()
         && labels.get(POD_NAME_LABEL) == Some(&name)
         && labels.get(POD_INDEX_LABEL) == Some(&ordinal.to_string())
+        && labels.get(PART_OF_LABEL) == set.metadata.name.as_ref()
+}
+
+/// Whether `obj` is controlled by `set`.
+pub fn controlled_by(obj: &impl Resource, set: &PetSet) -> bool {
+    controller_of(obj).is_some_and(|r| Some(&r.uid) == set.metadata.uid.as_ref())
+}
+
+/// The controller reference of `obj`, if it has one.
+pub fn controller_of(obj: &impl Resource) -> Option<&OwnerReference> {
+    obj.meta().owner_references.iter().flatten().find(|r| r.controller == Some(true))
 }
 
 /// Replaces each pod volume named like a claim template with the member's claim, and
@@ -169,6 +189,7 @@ mod tests {
         assert_eq!(labels[POD_NAME_LABEL], "web-2");
         assert_eq!(labels[POD_INDEX_LABEL], "2");
         assert_eq!(labels[REVISION_LABEL], "web-abc");
+        assert_eq!(labels[PART_OF_LABEL], "web");
         assert_eq!(labels["app"], "web");
         let spec = pod.spec.as_ref().unwrap();
         assert_eq!(spec.hostname.as_deref(), Some("web-2"));

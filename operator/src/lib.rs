@@ -21,4 +21,4 @@ pub mod throttle;
 pub mod time;
 mod unseen;
 
-pub use error::{Error, message};
+pub use error::{Conflict, Error, message};

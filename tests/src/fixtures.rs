@@ -119,6 +119,25 @@ impl TestNs {
         Ok(set.expect("present"))
     }
 
+    /// Waits until the set has the condition `type_` True, with a message that says
+    /// each of `parts`; returns the message.
+    pub async fn wait_condition(&self, name: &str, type_: &str, parts: &[&str]) -> anyhow::Result<String> {
+        let set = wait_for(&self.petsets(), name, &format!("condition {type_} saying {parts:?}"), TIMEOUT, |s| {
+            condition(s, type_).is_some_and(|m| parts.iter().all(|p| m.contains(p)))
+        })
+        .await?;
+        Ok(condition(set.as_ref(), type_).unwrap_or_default())
+    }
+
+    /// Waits until the set no longer has the condition `type_`.
+    pub async fn wait_no_condition(&self, name: &str, type_: &str) -> anyhow::Result<()> {
+        wait_for(&self.petsets(), name, &format!("no {type_} condition"), TIMEOUT, |s| {
+            s.is_some() && condition(s, type_).is_none()
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The set's pods (by the selector label `app=<name>`), in ordinal order.
     pub async fn pods_of(&self, set: &str) -> anyhow::Result<Vec<Pod>> {
         let mut pods = self.pods().list(&ListParams::default().labels(&format!("app={set}"))).await?.items;
@@ -226,6 +245,12 @@ impl TestNs {
         })
         .await
     }
+}
+
+/// The message of the set's condition `type_`, while it is True.
+pub fn condition(set: Option<&PetSet>, type_: &str) -> Option<String> {
+    let conditions = &set?.status.as_ref()?.conditions;
+    conditions.iter().find(|c| c.type_ == type_ && c.status == "True").map(|c| c.message.clone())
 }
 
 pub fn ordinal(set: &str, pod: &Pod) -> i64 {

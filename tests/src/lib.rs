@@ -117,7 +117,7 @@ impl TestNs {
     /// The operator of this test, watching its namespace and the companion namespace.
     pub async fn start_operator(&self) -> Operator {
         ensure_companion(&self.client).await.expect("the companion namespace");
-        Operator::start(self.client.clone(), vec![self.name.clone(), COMPANION_NAMESPACE.into()])
+        Operator::start(self.client.clone(), vec![self.name.clone(), COMPANION_NAMESPACE.into()], Arc::default())
     }
 
     /// The operator with another client (another identity's permissions).

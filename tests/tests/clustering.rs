@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::{
     ResourceExt,
-    api::{Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PropagationPolicy},
 };
 use petset_crd::{Clustering, LeaderPolicy, LeaderSpec, PetSet, PetSetOrdinals};
 use petset_tests::{
@@ -59,6 +59,18 @@ fn env(pod: &Pod) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// Waits until the set `web` has recorded its formation and its status is of its
+/// latest spec; returns when it was formed.
+async fn wait_formed(ns: &TestNs) -> anyhow::Result<Time> {
+    let set = wait_for(&ns.petsets(), "web", "formedAt recorded", TIMEOUT, |s| {
+        s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.formed_at.is_some())
+    })
+    .await?
+    .unwrap();
+    let set = ns.wait_synced("web", set.metadata.generation.unwrap()).await?;
+    Ok(set.status.and_then(|s| s.formed_at).unwrap())
+}
+
 async fn peers(ns: &TestNs) -> anyhow::Result<String> {
     let cm = ns.api::<ConfigMap>().get_opt("web-peers").await?;
     Ok(cm.and_then(|c| c.data).and_then(|d| d.get("peers").cloned()).unwrap_or_default())
@@ -100,12 +112,7 @@ async fn identity_environment_and_bootstrap_then_join() -> anyhow::Result<()> {
                 assert_eq!(vars["PETSET_PEERS_FILE"], "/etc/petset/peers");
             }
         }
-        let set = wait_for(&ns.petsets(), "web", "formedAt recorded", TIMEOUT, |s| {
-            s.and_then(|s| s.status.as_ref()).is_some_and(|st| st.formed_at.is_some())
-        })
-        .await?
-        .unwrap();
-        ns.wait_synced("web", set.metadata.generation.unwrap()).await?;
+        wait_formed(&ns).await?;
         ns.patch_spec("web", json!({"replicas": 3})).await?;
         let pods = ns.wait_ready("web", 3..6).await?;
         assert!(env(&pods[2]).iter().all(|v| v["PETSET_BOOTSTRAP"] == "false"), "a scale-up after formation joins");
@@ -164,15 +171,169 @@ async fn the_governing_service_is_made_and_someone_elses_left_alone() -> anyhow:
         other.spec.selector.match_labels = Some([("app".to_string(), "other".to_string())].into());
         other.spec.template.metadata.as_mut().unwrap().labels = Some([("app".to_string(), "other".to_string())].into());
         ns.create_petset(&other).await?;
-        wait_until("a Warning about the Service", TIMEOUT, || async {
-            let events = ns.events_about("other").await?;
-            anyhow::ensure!(events.iter().any(|(r, _)| r == "ServiceNotManaged"), "{events:?}");
-            Ok(())
-        })
-        .await?;
+        ns.wait_event("other", "ObjectConflict", "Service theirs exists and was not made for this PetSet").await?;
+        ns.wait_condition("other", "ObjectConflict", &["Service theirs"]).await?;
         let theirs = ns.api::<Service>().get("theirs").await?;
         assert!(theirs.owner_references().is_empty());
         assert_eq!(theirs.spec.unwrap().selector.unwrap()["app"], "other");
+        Ok(())
+    })
+    .await
+}
+
+/// `clustered`, named `name` with a Service of that name, selecting its pods by
+/// `matchExpressions` only.
+fn named(name: &str, leader: Option<LeaderPolicy>) -> PetSet {
+    let mut set = clustered(1, leader);
+    set.metadata.name = Some(name.into());
+    set.spec.service_name = Some(name.into());
+    set.spec.selector =
+        serde_json::from_value(json!({"matchExpressions": [{"key": "app", "operator": "In", "values": [name]}]}))
+            .unwrap();
+    set.spec.template.metadata.as_mut().unwrap().labels = Some([("app".to_string(), name.to_string())].into());
+    set
+}
+
+#[tokio::test]
+async fn cluster_objects_someone_else_made_are_left_alone_until_removed() -> anyhow::Result<()> {
+    in_namespace("cluster-theirs", |ns| async move {
+        let _op = ns.start_operator().await;
+        ns.create::<ConfigMap>("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-peers}\ndata: {peers: mine}\n").await?;
+        ns.create::<Service>("apiVersion: v1\nkind: Service\nmetadata: {name: web-leader}\nspec:\n  ports: [{port: 81}]\n  selector: {app: mine}\n").await?;
+        let set = ns.create_petset(&clustered(2, Some(LeaderPolicy::OperatorAssigned))).await?;
+        ns.wait_condition("web", "ObjectConflict", &["ConfigMap web-peers", "Service web-leader"]).await?;
+        ns.wait_event("web-peers", "ObjectConflict", "ConfigMap web-peers exists and was not made for this PetSet")
+            .await?;
+        ns.wait_event("web-leader", "ObjectConflict", "Service web-leader exists").await?;
+        // The members are made all the same, and their syncs leave the objects as they are.
+        ns.wait_ready("web", 0..2).await?;
+        wait_leader(&ns, Some("web-0")).await?;
+        let cm = ns.api::<ConfigMap>().get("web-peers").await?;
+        assert_eq!(cm.data.unwrap()["peers"], "mine");
+        assert!(cm.metadata.owner_references.is_none() && cm.metadata.annotations.is_none());
+        let svc = ns.api::<Service>().get("web-leader").await?;
+        assert!(svc.metadata.owner_references.is_none());
+        assert_eq!(svc.spec.unwrap().selector.unwrap(), BTreeMap::from([("app".to_string(), "mine".to_string())]));
+
+        // Once they are gone, the set makes its own.
+        ns.api::<ConfigMap>().delete("web-peers", &Default::default()).await?;
+        ns.api::<Service>().delete("web-leader", &Default::default()).await?;
+        let controlled = |meta: &kube::api::ObjectMeta| meta.owner_references.iter().flatten().any(|r| Some(&r.uid) == set.uid().as_ref());
+        wait_for(&ns.api::<ConfigMap>(), "web-peers", "the set's own", TIMEOUT, |c| c.is_some_and(|c| controlled(&c.metadata))).await?;
+        wait_peers(&ns, &(line(&ns, 0, "ready", "leader") + &line(&ns, 1, "ready", "follower"))).await?;
+        wait_for(&ns.api::<Service>(), "web-leader", "the set's own", TIMEOUT, |s| s.is_some_and(|s| controlled(&s.metadata))).await?;
+        ns.wait_no_condition("web", "ObjectConflict").await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_sets_naming_one_service_do_not_fight_over_it() -> anyhow::Result<()> {
+    in_namespace("cluster-shared-service", |ns| async move {
+        let _op = ns.start_operator().await;
+        let first = ns.create_petset(&clustered(1, None)).await?;
+        let owned_by_first = |s: Option<&Service>| {
+            s.is_some_and(|s| s.owner_references().iter().any(|r| Some(&r.uid) == first.uid().as_ref()))
+        };
+        let services = ns.api::<Service>();
+        let made = wait_for(&services, "web", "made by the first set", TIMEOUT, owned_by_first).await?.unwrap();
+
+        let mut second = named("second", None);
+        second.spec.service_name = Some("web".into());
+        ns.create_petset(&second).await?;
+        ns.wait_condition("second", "ObjectConflict", &["Service web exists and is controlled by PetSet web"]).await?;
+        ns.wait_event("second", "ObjectConflict", "Service web exists and is controlled by PetSet web").await?;
+        // The second set syncs on, scaling up, and never writes the Service.
+        ns.patch_spec("second", json!({"replicas": 2})).await?;
+        ns.wait_ready("second", 0..2).await?;
+        let kept = services.get("web").await?;
+        assert_eq!(kept.resource_version(), made.resource_version(), "the Service was written: {kept:?}");
+
+        // Deleting the set that does not own it leaves it.
+        ns.delete_petset("second").await?;
+        let kept = services.get("web").await?;
+        assert_eq!((kept.uid(), kept.resource_version()), (made.uid(), made.resource_version()));
+        assert!(owned_by_first(Some(&kept)));
+        // It is the owning set's, and goes with it.
+        ns.delete_petset("web").await?;
+        wait_for(&services, "web", "deleted with its set", TIMEOUT, |s| s.is_none()).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn each_leader_service_selects_only_its_own_leader() -> anyhow::Result<()> {
+    in_namespace("cluster-two-leaders", |ns| async move {
+        let _op = ns.start_operator().await;
+        for name in ["a", "b"] {
+            let mut set = named(name, Some(LeaderPolicy::OperatorAssigned));
+            set.spec.replicas = Some(2);
+            ns.create_petset(&set).await?;
+        }
+        for name in ["a", "b"] {
+            ns.wait_ready(name, 0..2).await?;
+            wait_for(&ns.petsets(), name, "a leader", TIMEOUT, |s| leader_of(s).is_some_and(|(p, _)| p.is_some()))
+                .await?;
+        }
+        for name in ["a", "b"] {
+            for (service, want) in [
+                (format!("{name}-leader"), vec![format!("{name}-0")]),
+                (name.to_string(), vec![format!("{name}-0"), format!("{name}-1")]),
+            ] {
+                wait_until(&format!("Service {service} to select {want:?}"), TIMEOUT, || async {
+                    let svc = ns.api::<Service>().get_opt(&service).await?.ok_or_else(|| anyhow::anyhow!("absent"))?;
+                    let selector = svc.spec.and_then(|s| s.selector).unwrap_or_default();
+                    let query = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                    let mut selected: Vec<String> = ns
+                        .pods()
+                        .list(&kube::api::ListParams::default().labels(&query))
+                        .await?
+                        .items
+                        .iter()
+                        .map(|p| p.name_any())
+                        .collect();
+                    selected.sort();
+                    anyhow::ensure!(selected == want, "{service} ({query}) selects {selected:?}");
+                    Ok(())
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_recreated_set_keeps_its_cluster_formed() -> anyhow::Result<()> {
+    in_namespace("cluster-recreated", |ns| async move {
+        let _op = ns.start_operator().await;
+        ns.create_petset(&clustered(3, None)).await?;
+        ns.wait_ready("web", 0..3).await?;
+        let formed = wait_formed(&ns).await?;
+        wait_for(&ns.api::<ConfigMap>(), "web-peers", "the formation kept beside the members", TIMEOUT, |c| {
+            c.is_some_and(|c| c.annotations().contains_key("petset.dev/formed-at"))
+        })
+        .await?;
+
+        // Deleted leaving its members, which lose one while the set is away.
+        ns.petsets()
+            .delete("web", &DeleteParams { propagation_policy: Some(PropagationPolicy::Orphan), ..Default::default() })
+            .await?;
+        wait_for(&ns.petsets(), "web", "deleted", TIMEOUT, |s| s.is_none()).await?;
+        ns.pods().delete("web-2", &DeleteParams::default().grace_period(0)).await?;
+        wait_for(&ns.pods(), "web-2", "deleted", TIMEOUT, |p| p.is_none()).await?;
+
+        // The same manifest again, with no status.
+        ns.create_petset(&clustered(3, None)).await?;
+        let pods = ns.wait_ready("web", 0..3).await?;
+        assert!(env(&pods[2]).iter().all(|v| v["PETSET_BOOTSTRAP"] == "false"), "web-2 comes back to join");
+        assert_eq!(wait_formed(&ns).await?, formed, "formedAt is that of the first formation");
+        ns.patch_spec("web", json!({"replicas": 4})).await?;
+        let pods = ns.wait_ready("web", 0..4).await?;
+        assert!(env(&pods[3]).iter().all(|v| v["PETSET_BOOTSTRAP"] == "false"), "a scale-up joins");
         Ok(())
     })
     .await

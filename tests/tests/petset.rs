@@ -1,7 +1,7 @@
 //! PetSet behaviour on the real control plane, one test per upstream StatefulSet e2e
 //! behaviour (test/e2e/apps/statefulset.go), named after it.
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
@@ -537,6 +537,52 @@ async fn start_ordinal_set_increased_decreased_and_removed() -> anyhow::Result<(
         ns.wait_ready("web", 1..3).await?;
         ns.patch_spec("web", json!({"ordinals": null})).await?;
         ns.wait_ready("web", 0..2).await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_member_that_lost_its_identity_label_gets_it_back() -> anyhow::Result<()> {
+    in_namespace("identity-lost", |ns| async move {
+        let _op = ns.start_operator().await;
+        ns.create_petset(&stateless("web", 2)).await?;
+        ns.wait_ready("web", 0..2).await?;
+        let uid = ns.pods().get("web-1").await?.uid();
+        // The operator's pod watch selects on this label: without it the pod is unseen.
+        let unlabel = json!({"metadata": {"labels": {"statefulset.kubernetes.io/pod-name": null}}});
+        ns.pods().patch("web-1", &PatchParams::default(), &Patch::Merge(&unlabel)).await?;
+        ns.patch_spec("web", json!({"replicas": 3})).await?;
+        let pods = ns.wait_ready("web", 0..3).await?;
+        assert_eq!(pods[1].uid(), uid, "the same pod, healed, not replaced");
+        assert_eq!(pods[1].labels()["statefulset.kubernetes.io/pod-name"], "web-1");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_pod_of_another_owner_with_a_members_name_is_reported_and_waited_for() -> anyhow::Result<()> {
+    in_namespace("identity-taken", |ns| async move {
+        let _op = ns.start_operator().await;
+        let holder = ns.create::<ConfigMap>("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: holder}\n").await?;
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  labels: {{app: web}}\n  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: holder, uid: {}, controller: true}}]\nspec:\n  terminationGracePeriodSeconds: 0\n  containers: [{{name: c, image: registry.k8s.io/pause:3.9}}]\n",
+            holder.uid().unwrap()
+        );
+        let theirs = ns.create::<Pod>(&pod).await?;
+        ns.create_petset(&stateless("web", 3)).await?;
+        ns.wait_event("web-1", "ObjectConflict", "Pod web-1 exists and is controlled by ConfigMap holder").await?;
+        ns.wait_condition("web", "ObjectConflict", &["Pod web-1", "ConfigMap holder"]).await?;
+        let pods = ns.pods().list(&ListParams::default()).await?.items;
+        assert!(pods.iter().all(|p| p.name_any() != "web-2"), "OrderedReady: nothing after the member it lacks");
+        assert_eq!(ns.pods().get("web-1").await?.uid(), theirs.uid(), "their pod is left alone");
+
+        ns.pods().delete("web-1", &DeleteParams::default().grace_period(0)).await?;
+        let pods = ns.wait_ready("web", 0..3).await?;
+        let set = ns.petsets().get("web").await?;
+        assert_eq!(pods[1].owner_references()[0].uid, set.uid().unwrap());
+        ns.wait_no_condition("web", "ObjectConflict").await?;
         Ok(())
     })
     .await

@@ -11,13 +11,15 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions},
+    core::{Selector, SelectorExt},
     runtime::events::EventType,
 };
 use petset_crd::PetSet;
 use serde_json::json;
 
 use super::plan::{Action, DeleteReason, Plan, Step};
-use crate::{Error, cluster, controller::Context, events::Done, identity, revision::RevisionAction};
+use super::status::OBJECT_CONFLICT;
+use crate::{Conflict, Error, cluster, controller::Context, events::Done, identity, revision::RevisionAction};
 
 /// Runs the batches in order, the steps of a batch concurrently; stops after the first
 /// batch in which something failed, and returns that failure.
@@ -165,6 +167,8 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
             if w.send(set, ctx, pods.create(&PostParams::default(), pod)).await? {
                 ctx.unseen.created("Pod", &ns, &name);
                 ctx.metrics.pods_created.inc();
+            } else {
+                name_taken(set, ctx, &pods, &name).await?;
             }
         }
         Action::DeletePod { name, uid, reason } => {
@@ -206,25 +210,7 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
                 ctx.metrics.pods_deleted.inc();
             }
         }
-        Action::FixPodIdentity { pod } => {
-            let name = pod.name_any();
-            let labels: serde_json::Map<_, _> = [identity::POD_NAME_LABEL, identity::POD_INDEX_LABEL]
-                .iter()
-                .map(|k| (k.to_string(), json!(pod.labels().get(*k))))
-                .collect();
-            let body = json!({"metadata": {"uid": pod.uid(), "labels": labels}});
-            let done = Some(("SuccessfulUpdate", format!("update Pod {name} in PetSet {set_name} successful")));
-            let w = Write {
-                verb: "patch",
-                resource: "pods",
-                kind: "Pod",
-                name: &name,
-                nothing_to_do: &[404],
-                done,
-                failed: Some("FailedUpdate"),
-            };
-            w.send(set, ctx, pods.patch(&name, &patch, &Patch::Merge(&body))).await?;
-        }
+        Action::FixPodIdentity { pod } => fix_identity(set, ctx, &pods, pod).await?,
         Action::SetRole { name, role } => {
             let body = json!({"metadata": {"labels": {cluster::ROLE_LABEL: role}}});
             let done =
@@ -257,6 +243,50 @@ async fn run(set: &PetSet, action: &Action, ctx: &Context) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+/// Rewrites the identity labels of `pod` (as it should be) on the pod of its uid.
+async fn fix_identity(set: &PetSet, ctx: &Context, pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
+    let name = pod.name_any();
+    let labels: serde_json::Map<_, _> =
+        identity::IDENTITY_LABELS.iter().map(|k| (k.to_string(), json!(pod.labels().get(*k)))).collect();
+    let body = json!({"metadata": {"uid": pod.uid(), "labels": labels}});
+    let note = format!("update Pod {name} in PetSet {} successful", set.name_any());
+    let w = Write {
+        verb: "patch",
+        resource: "pods",
+        kind: "Pod",
+        name: &name,
+        nothing_to_do: &[404],
+        done: Some(("SuccessfulUpdate", note)),
+        failed: Some("FailedUpdate"),
+    };
+    w.send(set, ctx, pods.patch(&name, &PatchParams::default(), &Patch::Merge(&body))).await?;
+    Ok(())
+}
+
+/// A member's pod could not be created: a pod of its name exists that the caches do not
+/// show as a member. The pod watch selects on an identity label, so a pod of the set
+/// (or an orphan it may adopt) that lost one is invisible: it gets them back, as
+/// upstream's updateIdentity does, and the set sees it again. A pod that is someone
+/// else's is left alone and reported until it goes.
+async fn name_taken(set: &PetSet, ctx: &Context, pods: &Api<Pod>, name: &str) -> Result<(), Error> {
+    // Gone since: the next sync creates it.
+    let Some(existing) = pods.get_opt(name).await? else { return Ok(()) };
+    let ordinal = identity::ordinal_of(&set.name_any(), name).unwrap_or_default();
+    let matches = Selector::try_from(set.spec.selector.clone()).is_ok_and(|s| s.matches(existing.labels()));
+    let adoptable = identity::controller_of(&existing).is_none() && matches;
+    if identity::controlled_by(&existing, set) || adoptable {
+        if !identity::identity_matches(set, &existing, ordinal) {
+            let mut fixed = existing;
+            identity::set_identity_labels(set, &mut fixed, ordinal);
+            fix_identity(set, ctx, pods, &fixed).await?;
+        }
+        return Ok(());
+    }
+    let conflict = Conflict::of(&existing);
+    ctx.event(set, Some(("Pod", name)), EventType::Warning, OBJECT_CONFLICT, "Create", conflict.to_string());
+    Err(Error::NotOurs(vec![conflict]))
 }
 
 /// Adopting or releasing a pod: the `uid` in the patch is a precondition, so the pod

@@ -42,6 +42,9 @@ const RESYNC: Duration = Duration::from_secs(300);
 pub const FIELD_MANAGER: &str = "petset-operator";
 /// How soon a sync the API server refused is tried again.
 const AFTER_REJECTION: Duration = Duration::from_secs(30);
+/// How soon a set whose objects' names are taken looks again: their owner removes them
+/// at some point, and petset may not see it (it watches only what it made).
+const AFTER_CONFLICT: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(set: Arc<PetSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = info_span!(
@@ -109,11 +112,17 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     if outcome.is_ok() {
         outcome = act::revisions(set, &truncate, ctx).await;
     }
-    if let (Ok(()), Some(clustering)) = (&outcome, &set.spec.clustering) {
+    // The role labels have landed: the leader decision took effect.
+    let acted = outcome.is_ok();
+    // A set being deleted leaves its objects to the garbage collector: written now, an
+    // object orphaned by `--cascade=orphan` would get the set back as its owner, and go
+    // with it.
+    let deleting = set.metadata.deletion_timestamp.is_some();
+    if let (true, false, Some(clustering)) = (acted, deleting, &set.spec.clustering) {
         let leader = leadership.as_ref().and_then(|l| l.leader.as_deref());
-        outcome = clustering::sync(set, clustering, &members, leader, ctx).await;
+        outcome = clustering::sync(set, clustering, &members, leader, observed.formed_at.as_ref(), ctx).await;
     }
-    if let (Ok(()), Some((from, to))) = (&outcome, leadership.as_ref().and_then(|l| l.moved.clone())) {
+    if let (true, Some((from, to))) = (acted, leadership.as_ref().and_then(|l| l.moved.clone())) {
         let note = format!("leader: {} -> {}", from.as_deref().unwrap_or("none"), to.as_deref().unwrap_or("none"));
         let pod = to.as_deref().or(from.as_deref()).map(|p| ("Pod", p));
         ctx.event(set, pod, EventType::Normal, "LeaderChanged", "Sync", note);
@@ -126,7 +135,13 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
     let learned = status::SyncOutcome {
         rejection: rejection.as_ref(),
         waiting: plan.waiting.as_deref(),
-        leadership: leadership.as_ref().filter(|_| outcome.is_ok()),
+        leadership: leadership.as_ref().filter(|_| acted),
+        conflicts: match &outcome {
+            Err(Error::NotOurs(conflicts)) => Some(conflicts),
+            _ => None,
+        },
+        completed: outcome.is_ok(),
+        formed_at: observed.formed_at.as_ref(),
     };
     let status = status::compute(set, &members, &revisions, &selector, learned, now);
     let status_due = write_status_paced(set, status, ctx).await?;
@@ -136,6 +151,10 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
         Err(e) if rejection.is_some() => {
             tracing::warn!(error = %e, "the API server refused what the spec renders");
             Ok(after(AFTER_REJECTION))
+        }
+        Err(e @ Error::NotOurs(_)) => {
+            tracing::warn!(error = %e, "names the set needs are taken");
+            Ok(after(AFTER_CONFLICT))
         }
         Err(e) => Err(e),
         Ok(()) => Ok(after(next_sync(set, &plan, &members, lease.as_deref(), now))),
@@ -277,7 +296,11 @@ fn observe(set: &PetSet, ctx: &Context, now: Timestamp) -> Observed {
         .map(|r| r.as_ref().clone())
         .collect();
     ctx.unseen.seen("PersistentVolumeClaim", &ns, claims.keys().cloned());
-    Observed { pods, claims, revisions, now }
+    let formed_at = set.spec.clustering.as_ref().and_then(|_| {
+        let peers = ctx.config_maps.get(&ObjectRef::new(&cluster::peers_config_map_name(&set_name)).within(&ns));
+        cluster::formed_at(set, peers.as_deref())
+    });
+    Observed { pods, claims, revisions, formed_at, now }
 }
 
 /// Whether an object is in `ns` and has no controller or the set `uid` as controller.

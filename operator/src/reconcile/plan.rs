@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::{ResourceExt, core::Selector, core::SelectorExt};
 use petset_crd::{PetSet, PodManagementPolicy, RetentionPolicyType, UpdateStrategyType};
@@ -30,6 +30,8 @@ pub struct Observed {
     pub claims: BTreeMap<String, PersistentVolumeClaim>,
     /// ControllerRevisions of the namespace.
     pub revisions: Vec<ControllerRevision>,
+    /// When a clustered set's cluster was formed: its new members join it.
+    pub formed_at: Option<Time>,
     pub now: Timestamp,
 }
 
@@ -506,7 +508,7 @@ impl<'a> Planner<'a> {
         let (revision, template) = self.revision_for(ordinal);
         let mut pod = identity::new_pod(self.set, ordinal, revision, template);
         if let Some(clustering) = &self.set.spec.clustering {
-            cluster::inject(self.set, clustering, &mut pod, ordinal);
+            cluster::inject(self.set, clustering, &mut pod, ordinal, self.observed.formed_at.is_some());
         }
         step.push(Action::CreatePod { pod });
         if self.ordered { self.wait(format!("waiting for {pod_name} to be Running and Ready")) } else { Flow::Continue }

@@ -64,6 +64,7 @@ fn observed(set: &PetSet, pods: &[(i32, State)]) -> Observed {
         pods: pods.iter().map(|(o, s)| pod(set, *o, *s)).collect(),
         claims: claims_for(set, pods.iter().map(|(o, _)| *o)),
         revisions: Vec::new(),
+        formed_at: None,
         now: at(NOW),
     }
 }

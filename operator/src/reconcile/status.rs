@@ -9,6 +9,7 @@ use kube::core::Selector;
 use petset_crd::{LeaderStatus, PetSet, PetSetStatus, UpdateStrategyType};
 
 use super::plan::Revisions;
+use crate::Conflict;
 use crate::cluster::Leadership;
 use crate::health::{is_running_and_available, is_running_and_ready, is_terminating, not_ready_since, phase};
 use crate::identity::REVISION_LABEL;
@@ -25,6 +26,11 @@ pub const AVAILABLE: &str = "Available";
 /// waits for has not been Ready for `progressDeadlineSeconds`.
 pub const PROGRESSING: &str = "Progressing";
 pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+/// `ObjectConflict` (also the reason of its Warning events): an object the set needs (a
+/// member pod, the peers ConfigMap, a Service) exists under its name and is someone
+/// else's; petset leaves it alone and names its owner. Cleared by the first sync that
+/// completes.
+pub const OBJECT_CONFLICT: &str = "ObjectConflict";
 
 /// A write the API server refused because of the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +48,12 @@ pub struct SyncOutcome<'a> {
     pub waiting: Option<&'a str>,
     /// The leader decision that took effect.
     pub leadership: Option<&'a Leadership>,
+    /// Objects found under the names the set needs that are someone else's.
+    pub conflicts: Option<&'a [Conflict]>,
+    /// The sync did all it planned.
+    pub completed: bool,
+    /// When the cluster was formed, as kept outside the status too.
+    pub formed_at: Option<&'a Time>,
 }
 
 pub fn compute(
@@ -52,7 +64,7 @@ pub fn compute(
     outcome: SyncOutcome<'_>,
     now: Timestamp,
 ) -> PetSetStatus {
-    let SyncOutcome { rejection, waiting, leadership } = outcome;
+    let SyncOutcome { rejection, waiting, leadership, conflicts, completed, formed_at } = outcome;
     let old = set.status.clone().unwrap_or_default();
     let min_ready = set.spec.min_ready_seconds();
     let mut status = PetSetStatus {
@@ -103,6 +115,15 @@ pub fn compute(
         None => {}
     }
 
+    match conflicts {
+        Some(c) => {
+            let message = c.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            set_condition(&mut status, OBJECT_CONFLICT, "True", "NotControlled", &message, now)
+        }
+        None if completed => status.conditions.retain(|c| c.type_ != OBJECT_CONFLICT),
+        None => {}
+    }
+
     let available = status.available_replicas >= desired;
     let message = format!("{} of {desired} pods available", status.available_replicas);
     let reason = if available { "AllReplicasAvailable" } else { "ReplicasUnavailable" };
@@ -130,7 +151,8 @@ pub fn compute(
 
     if set.spec.clustering.is_some() {
         let formed_now = desired > 0 && status.ready_replicas == desired;
-        status.formed_at = old.formed_at.clone().or_else(|| formed_now.then_some(Time(now)));
+        status.formed_at =
+            old.formed_at.clone().or_else(|| formed_at.cloned()).or_else(|| formed_now.then_some(Time(now)));
     }
     let old_leader = old.leader.clone().unwrap_or_default();
     status.leader = match leadership {
