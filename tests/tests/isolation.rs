@@ -2,10 +2,7 @@
 //! every one of them, and an object it cannot decode stops nothing but itself.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::{
-    Api,
-    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
-};
+use kube::api::{Patch, PatchParams};
 use petset_crd::PetSet;
 use petset_tests::{
     Operator, TIMEOUT, TestNs,
@@ -54,7 +51,7 @@ async fn an_operator_of_two_namespaces_serves_both() -> anyhow::Result<()> {
 async fn a_petset_that_does_not_decode_stops_nothing_else() -> anyhow::Result<()> {
     in_namespace("undecodable-x", |x| async move {
         in_namespace("undecodable-y", |y| async move {
-            create_raw(&x, far_future(&stateless("far", 1))?).await?;
+            x.create_raw(far_future(&stateless("far", 1))?).await?;
             y.create_petset(&stateless("web", 2)).await?;
             let op = start_operator_in(&[&x, &y]).await;
             wait_ready_flag(&op).await?;
@@ -116,17 +113,7 @@ fn far_future(set: &PetSet) -> anyhow::Result<Value> {
     Ok(value)
 }
 
-/// PetSets as JSON: what petset cannot decode cannot be sent or read back as a PetSet.
-fn raw_petsets(ns: &TestNs) -> Api<DynamicObject> {
-    Api::namespaced_with(ns.client.clone(), &ns.name, &ApiResource::erase::<PetSet>(&()))
-}
-
-async fn create_raw(ns: &TestNs, set: Value) -> anyhow::Result<()> {
-    raw_petsets(ns).create(&PostParams::default(), &serde_json::from_value(set)?).await?;
-    Ok(())
-}
-
 async fn patch_raw(ns: &TestNs, name: &str, patch: Value) -> anyhow::Result<()> {
-    raw_petsets(ns).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ns.raw_petsets().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }
