@@ -7,7 +7,7 @@ use petset_crd::PetSet;
 use petset_tests::{
     Operator, TIMEOUT, TestNs,
     fixtures::{stateless, web},
-    in_namespace, start_operator_in, wait_until,
+    in_namespace, start_operator_in, wait_for, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -65,12 +65,13 @@ async fn a_petset_that_does_not_decode_stops_nothing_else() -> anyhow::Result<()
             x.wait_ready("turns", [0]).await?;
             let bad = json!({"spec": {"template": {"metadata": {"creationTimestamp": FAR_FUTURE}}}});
             patch_raw(&x, "turns", bad).await?;
-            x.wait_event("turns", "Undecodable", "cannot decode this PetSet").await?;
+            x.wait_event("turns", "Undecodable", "spec.template.metadata.creationTimestamp").await?;
             wait_undecodable(&op, 2).await?;
+            wait_marked(&x, "turns", true).await?;
             let fixed = json!({"spec": {"replicas": 2, "template": {"metadata": {"creationTimestamp": null}}}});
             patch_raw(&x, "turns", fixed).await?;
             assert_images(&x.wait_ready("turns", 0..2).await?);
-            Ok(())
+            wait_marked(&x, "turns", false).await
         })
         .await
     })
@@ -111,6 +112,23 @@ fn far_future(set: &PetSet) -> anyhow::Result<Value> {
     let mut value = serde_json::to_value(set)?;
     value["spec"]["template"]["metadata"]["creationTimestamp"] = json!(FAR_FUTURE);
     Ok(value)
+}
+
+/// Waits until the set has (or no longer has) the condition of a set that does not
+/// decode, naming the field.
+async fn wait_marked(ns: &TestNs, name: &str, marked: bool) -> anyhow::Result<()> {
+    let what = format!("Undecodable condition present: {marked}");
+    wait_for(&ns.raw_petsets(), name, &what, TIMEOUT, |s| {
+        let conditions = s.and_then(|s| s.data["status"]["conditions"].as_array().cloned()).unwrap_or_default();
+        let found = conditions.iter().any(|c| {
+            c["type"] == "ReplicaFailure"
+                && c["reason"] == "Undecodable"
+                && c["message"].as_str().is_some_and(|m| m.contains("spec.template.metadata.creationTimestamp"))
+        });
+        found == marked
+    })
+    .await?;
+    Ok(())
 }
 
 async fn patch_raw(ns: &TestNs, name: &str, patch: Value) -> anyhow::Result<()> {
