@@ -40,6 +40,8 @@ enum After {
     Delete(&'static str, &'static str),
     /// Merge-patched as an app (or a person) could; the set must stay served.
     Patch(&'static str, &'static str, Value),
+    /// Not a change: the set must then report this leader (or none) in its status.
+    Leader(Option<&'static str>),
 }
 use After::*;
 
@@ -181,12 +183,12 @@ fn catalogue() -> Vec<Case> {
         spec("partition-above-replicas", rolling(json!({"partition": 5})), Served),
         // Times.
         spec("template-created-in-9999", json!({"spec": {"template": {"metadata": {"creationTimestamp": "9999-12-31T00:00:00Z"}}}}), Reported { reason: "Undecodable", message_contains: "spec.template.metadata.creationTimestamp" }),
-        then("lease-renewed-in-9999", elected(), vec![lease("web-0", "9999-12-30T21:00:00.000000Z", 2_000_000_000)]),
-        then("lease-renewed-past-decoding", elected(), vec![lease("web-0", "9999-12-31T23:00:00.000000Z", 1)]),
-        then("lease-renewed-in-year-1", elected(), vec![lease("web-0", "0001-01-01T00:00:00.000000Z", 2_000_000_000)]),
+        then("lease-renewed-in-9999", elected(), vec![lease("web-0", "9999-12-30T21:00:00.000000Z", 2_000_000_000), Leader(Some("web-0"))]),
+        then("lease-renewed-past-decoding", elected(), vec![lease("web-0", "9999-12-31T23:00:00.000000Z", 1), Leader(None)]),
+        then("lease-renewed-in-year-1", elected(), vec![lease("web-0", "0001-01-01T00:00:00.000000Z", 2_000_000_000), Leader(None)]),
         // Leases and ConfigMaps written by apps.
-        then("lease-held-by-a-stranger", elected(), vec![lease("intruder", "2030-01-01T00:00:00.000000Z", 15)]),
-        then("lease-holder-with-newline", elected(), vec![lease("web-0\nweb-1", "2030-01-01T00:00:00.000000Z", 15)]),
+        then("lease-held-by-a-stranger", elected(), vec![lease("intruder", "2099-01-01T00:00:00.000000Z", 15), Leader(None)]),
+        then("lease-holder-with-newline", elected(), vec![lease("web-0\nweb-1", "2099-01-01T00:00:00.000000Z", 15), Leader(None)]),
         then("peers-file-overwritten", elected(), vec![Patch("ConfigMap", "web-peers", json!({"data": {"peers": "0 evil.example ready leader\n"}}))]),
         // Objects owned by someone else, and the namespace's own rules.
         with("claim-owned-by-another", vec![owner(), owned_claim()], json!({}), Served),
@@ -316,7 +318,8 @@ async fn run(case: &Case, ns: &TestNs) -> anyhow::Result<String> {
             if !case.after.is_empty() {
                 served(ns, &set).await?;
             }
-            Ok(format!("served: {pods}"))
+            let done: Vec<String> = case.after.iter().map(describe).collect();
+            Ok(if done.is_empty() { format!("served: {pods}") } else { format!("served: {pods}; {}", done.join("; ")) })
         }
     }
 }
@@ -402,6 +405,13 @@ async fn tamper(ns: &TestNs, after: &After) -> anyhow::Result<Option<(Api<Dynami
             }
             Ok(None)
         }
+        Leader(leader) => {
+            wait_for(&ns.raw_petsets(), "web", &format!("status.leader.pod {leader:?}"), TIMEOUT, |s| {
+                s.is_some_and(|s| s.data["status"]["leader"]["pod"].as_str() == *leader)
+            })
+            .await?;
+            Ok(None)
+        }
     }
 }
 
@@ -444,6 +454,18 @@ fn fill_uids(value: &mut Value, uids: &std::collections::BTreeMap<String, String
         Value::Array(items) => items.iter_mut().for_each(|v| fill_uids(v, uids)),
         Value::Object(map) => map.values_mut().for_each(|v| fill_uids(v, uids)),
         _ => {}
+    }
+}
+
+/// What an `After` did and what held, for the table.
+fn describe(after: &After) -> String {
+    match after {
+        Delete(kind, name) => format!("{kind} {name} deleted, made again"),
+        Patch(kind, name, patch) if *kind == "ConfigMap" => {
+            format!("{kind} {name} overwritten ({patch}), written back")
+        }
+        Patch(kind, name, patch) => format!("{kind} {name} written: {patch}"),
+        Leader(leader) => format!("leader {}", leader.unwrap_or("none")),
     }
 }
 
