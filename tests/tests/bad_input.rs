@@ -19,6 +19,8 @@ use petset_tests::{
 use serde_json::{Value, json};
 
 const IMAGE: &str = "registry.k8s.io/nginx-slim:0.27";
+const POD_NAME: &str = "statefulset.kubernetes.io/pod-name";
+const REVISION: &str = "controller-revision-hash";
 
 /// How a case must end.
 #[derive(Clone, Copy, Debug)]
@@ -130,6 +132,8 @@ fn catalogue() -> Vec<Case> {
         spec("label-value-with-newline", json!({"spec": {"template": {"metadata": {"labels": {"tier": "db\nx"}}}}}), Refused("spec.template.metadata.labels must be valid labels")),
         spec("label-value-with-nul", json!({"spec": {"template": {"metadata": {"labels": {"tier": "db\u{0}"}}}}}), Refused("spec.template.metadata.labels must be valid labels")),
         spec("label-key-invalid", json!({"spec": {"template": {"metadata": {"labels": {"bad key": "x"}}}}}), Refused("spec.template.metadata.labels must be valid labels")),
+        spec("template-sets-the-revision-label", json!({"spec": {"template": {"metadata": {"labels": {"controller-revision-hash": "forged"}}}}}), Served),
+        spec("template-sets-the-pod-name-label", json!({"spec": {"template": {"metadata": {"labels": {"statefulset.kubernetes.io/pod-name": "web-7"}}}}}), Served),
         spec("label-value-too-long", json!({"spec": {"template": {"metadata": {"labels": {"tier": "x".repeat(64)}}}}}), Refused("spec.template.metadata.labels")),
         spec("container-name-not-dns-label", container(json!({"name": "Not_A_DNS_Label"})), Reported { reason: "FailedCreate", message_contains: "spec.containers[0].name" }),
         spec("no-containers", json!({"spec": {"template": {"spec": {"containers": []}}}}), Reported { reason: "FailedCreate", message_contains: "spec.containers" }),
@@ -237,7 +241,12 @@ async fn the_bad_input_catalogue() -> anyhow::Result<()> {
 
         let runs = join_all(cases.iter().zip(&namespaces).map(|(case, ns)| async move {
             let observed = tokio::time::timeout(TIMEOUT * 2, run(case, ns)).await;
-            observed.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
+            let observed = observed.unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")));
+            // What the set was told, to see why a case did not end as it should.
+            match (observed, ns.events_about("web").await) {
+                (Err(e), Ok(events)) => Err(e.context(format!("events about the set: {events:?}"))),
+                (observed, _) => observed,
+            }
         }));
         let (outcomes, scaled) = tokio::join!(runs, scale_healthy(healthy));
 
@@ -344,8 +353,8 @@ fn conditions(set: Option<&DynamicObject>) -> Vec<Value> {
     set.and_then(|s| s.data["status"]["conditions"].as_array().cloned()).unwrap_or_default()
 }
 
-/// Waits until the set's members are exactly there, Ready, at the template's image, with
-/// their claims; says what it saw.
+/// Waits until the set's members are exactly there, Ready, at the template's image and
+/// the update revision, with their identity and their claims; says what it saw.
 async fn served(ns: &TestNs, set: &Value) -> anyhow::Result<String> {
     let name = set["metadata"]["name"].as_str().unwrap_or_default();
     let start = set["spec"]["ordinals"]["start"].as_i64().unwrap_or(0);
@@ -364,9 +373,17 @@ async fn served(ns: &TestNs, set: &Value) -> anyhow::Result<String> {
         let mut names: Vec<String> = live.iter().map(|p| p.name_any()).collect();
         names.sort();
         anyhow::ensure!(names == want, "pods {names:?}");
+        let revision = ns.raw_petsets().get(name).await?.data["status"]["updateRevision"].clone();
         for pod in &live {
+            let labels = pod.labels();
             anyhow::ensure!(pod_ready(pod), "{} not Ready", pod.name_any());
             anyhow::ensure!(images(pod) == [image], "{} runs {:?}", pod.name_any(), images(pod));
+            anyhow::ensure!(labels.get(POD_NAME) == Some(&pod.name_any()), "{} is labelled {labels:?}", pod.name_any());
+            anyhow::ensure!(
+                revision.as_str() == labels.get(REVISION).map(String::as_str),
+                "{} is labelled {labels:?}, the update revision is {revision}",
+                pod.name_any()
+            );
         }
         let have = ns.claims().await?;
         anyhow::ensure!(claims.iter().all(|c| have.contains(c)), "claims {have:?}");
