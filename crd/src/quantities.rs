@@ -71,6 +71,12 @@ fn to_text(quantity: &mut Value, path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A resource quantity written as a string, as Kubernetes parses one ("500m", "1Gi",
+/// "1e3"). apps/v1 refuses a StatefulSet whose template holds "abc" for a quantity;
+/// the pattern refuses it at admission too (it applies to strings only).
+const QUANTITY: &str =
+    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+))?$";
+
 /// Rewrites, in a template's schema, every quantity (an `x-kubernetes-int-or-string`
 /// under one of the fields above) into a field that also takes a fractional number.
 pub(crate) fn widen_schema(node: &mut Value) {
@@ -78,9 +84,9 @@ pub(crate) fn widen_schema(node: &mut Value) {
     if let Some(Value::Object(props)) = map.get_mut("properties") {
         for (key, child) in props.iter_mut() {
             if QUANTITY_MAPS.contains(&key.as_str()) && is_int_or_string(&child["additionalProperties"]) {
-                child["additionalProperties"] = json!({"x-kubernetes-preserve-unknown-fields": true});
+                child["additionalProperties"] = quantity_schema();
             } else if QUANTITIES.contains(&key.as_str()) && is_int_or_string(child) {
-                *child = json!({"x-kubernetes-preserve-unknown-fields": true});
+                *child = quantity_schema();
             }
         }
     }
@@ -90,6 +96,10 @@ pub(crate) fn widen_schema(node: &mut Value) {
             other => widen_schema(other),
         }
     }
+}
+
+fn quantity_schema() -> Value {
+    json!({"x-kubernetes-preserve-unknown-fields": true, "pattern": QUANTITY})
 }
 
 fn is_int_or_string(schema: &Value) -> bool {

@@ -66,6 +66,27 @@ fn shape(root: &mut Value) {
             "spec.updateStrategy.rollingUpdate.maxUnavailable must be an integer of at least 1 or a percentage from '1%' to '100%'",
         )]
     );
+    // A pod's subdomain and a volume's name must be DNS labels. apps/v1 takes any
+    // string here, and then every pod create fails: refused now, with the reason.
+    spec["properties"]["serviceName"]["x-kubernetes-validations"] = json!([rule(
+        &format!("self == '' || (self.size() <= 63 && self.matches('^{DNS_LABEL}$'))"),
+        "spec.serviceName must be a DNS label (lower-case letters, digits and '-', at most 63 characters): it becomes each pod's subdomain",
+    )]);
+    spec["properties"]["volumeClaimTemplates"]["items"]["properties"]["metadata"]["properties"]["name"]["x-kubernetes-validations"] = json!(
+        [rule(
+            &format!("self.size() <= 63 && self.matches('^{DNS_LABEL}$')"),
+            "spec.volumeClaimTemplates[].metadata.name must be a DNS label (lower-case letters, digits and '-', at most 63 characters): it names a volume of each pod",
+        )]
+    );
+    spec["properties"]["updateStrategy"]["x-kubernetes-validations"] = json!([rule(
+        "self.type != 'OnDelete' || !has(self.rollingUpdate)",
+        "spec.updateStrategy.rollingUpdate is only allowed for updateStrategy 'RollingUpdate': remove it (set it to null) with 'OnDelete'",
+    )]);
+    let labels = &mut spec["properties"]["template"]["properties"]["metadata"]["properties"]["labels"];
+    labels["x-kubernetes-validations"] = json!([rule(
+        &format!("self.all(k, k.matches('{LABEL_KEY}') && self[k].matches('{LABEL_VALUE}'))"),
+        "spec.template.metadata.labels must be valid labels: keys and values of at most 63 letters, digits, '-', '_' or '.' (keys may have a DNS prefix and '/')",
+    )]);
     let domain = &mut spec["properties"]["clustering"]["properties"]["clusterDomain"];
     merge(domain, &json!({"maxLength": 253}));
     domain["x-kubernetes-validations"] = json!([rule(
@@ -88,7 +109,10 @@ fn shape(root: &mut Value) {
 
 /// One DNS label, as a regular expression.
 const DNS_LABEL: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-
+/// A label key (an optional DNS-subdomain prefix, then a name) and a label value, as
+/// Kubernetes validates labels.
+const LABEL_KEY: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+const LABEL_VALUE: &str = "^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$";
 /// CEL rules must fit a cost budget the API server estimates from the largest input
 /// the schema allows, so the maps and lists they read get bounds. Each is far above
 /// what a real set uses; label values and keys are bounded as Kubernetes bounds them.
@@ -147,8 +171,25 @@ fn spec_rules() -> Value {
             "spec.selector.matchExpressions must match spec.template.metadata.labels (operators: In, NotIn, Exists, DoesNotExist)",
         ),
         rule(
+            &format!(
+                "!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, e.key.matches('{LABEL_KEY}') && \
+                 ((e.operator == 'In' || e.operator == 'NotIn') ? (has(e.values) && e.values.size() > 0) : (!has(e.values) || e.values.size() == 0)))"
+            ),
+            "spec.selector.matchExpressions[] must each have a valid label key, and values that are non-empty for 'In' and 'NotIn' and empty for 'Exists' and 'DoesNotExist'",
+        ),
+        rule(
             "!has(self.template.spec.restartPolicy) || self.template.spec.restartPolicy == 'Always'",
             "spec.template.spec.restartPolicy must be 'Always' (or left out): a PetSet restarts its pods in place",
+        ),
+        rule(
+            "!has(self.template.spec.activeDeadlineSeconds)",
+            "spec.template.spec.activeDeadlineSeconds must not be set: a PetSet's pods run until the set replaces them",
+        ),
+        // Ordinals are 32-bit, as replicas and ordinals.start are; apps/v1 computes them
+        // in 64 bits, but no set needs ordinals past 2^31.
+        rule(
+            "(has(self.ordinals) ? self.ordinals.start : 0) + (has(self.replicas) ? self.replicas : 1) <= 2147483647",
+            "spec.ordinals.start + spec.replicas must be at most 2147483647: the highest ordinal must fit in 32 bits",
         ),
         rule(
             "!has(self.volumeClaimTemplates) || self.volumeClaimTemplates.all(c, self.volumeClaimTemplates.exists_one(d, d.metadata.name == c.metadata.name))",
@@ -211,10 +252,10 @@ mod tests {
 
     #[test]
     fn installs_with_client_side_apply() {
-        let yaml = crd_yaml();
-        // kubectl's last-applied annotation holds the whole object; the API server
-        // caps all annotations together at 256 KiB.
-        assert!(yaml.len() < 200 * 1024, "the CRD is {} bytes", yaml.len());
+        // kubectl's last-applied annotation holds the whole object as compact JSON; the
+        // API server caps all annotations together at 256 KiB.
+        let json = serde_json::to_string(&crd()).unwrap();
+        assert!(json.len() < 200 * 1024, "the CRD is {} bytes of JSON", json.len());
     }
 
     #[test]

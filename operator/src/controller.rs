@@ -184,7 +184,8 @@ pub async fn run(
     let ns = &settings.namespaces;
     let reporter = Reporter { controller: "petset-operator".into(), instance: settings.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
-    let undecodable = &UndecodableReport { recorder: recorder.clone(), metrics: metrics.clone() };
+    let undecodable =
+        &UndecodableReport { client: client.clone(), recorder: recorder.clone(), metrics: metrics.clone() };
     let part_of = || watcher::Config::default().labels(identity::PART_OF_LABEL);
     let set_config = watcher::Config::default().any_semantic();
     let (sets, set_wakes) =
@@ -320,9 +321,11 @@ where
 }
 
 /// Where the caches report an object they cannot decode and leave out: the log, the
-/// metric, and a Warning event on the object, for whoever can fix it.
+/// metric, and a Warning event on the object (and a condition on a PetSet), for
+/// whoever can fix it.
 #[derive(Clone)]
 struct UndecodableReport {
+    client: Client,
     recorder: Recorder,
     metrics: Arc<Metrics>,
 }
@@ -343,6 +346,18 @@ impl UndecodableReport {
             return;
         }
         let note = format!("petset cannot decode this {kind} and ignores it until it is fixed: {error}");
+        if kind == "PetSet" {
+            let (client, metrics, object, message) =
+                (self.client.clone(), self.metrics.clone(), object.clone(), note.clone());
+            tokio::spawn(async move {
+                let (ns, name) = (object.namespace.unwrap_or_default(), object.name.unwrap_or_default());
+                match reconcile::status::mark_undecodable(client, &ns, &name, &message).await {
+                    Ok(true) => metrics.write("patch", "petsets/status"),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, name, "could not mark an undecodable PetSet"),
+                }
+            });
+        }
         let event = Event {
             type_: EventType::Warning,
             reason: "Undecodable".into(),

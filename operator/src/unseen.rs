@@ -27,6 +27,19 @@ impl Unseen {
         all.get(&key(kind, ns, name)).is_some_and(|at| at.elapsed() < AT_MOST)
     }
 
+    /// How soon the first mark in namespace `ns` lapses. A sync that skipped a create
+    /// for a mark must come back by then: the object may have come and gone between two
+    /// syncs (a pod deleted before a sync saw it), and nothing else would wake the set.
+    pub fn lapses_in(&self, ns: &str) -> Option<Duration> {
+        let all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        all.iter()
+            .filter(|(key, _)| key.split('/').nth(1) == Some(ns))
+            .map(|(_, at)| AT_MOST.saturating_sub(at.elapsed()))
+            // Lapsed: the next sync's look at the cache drops it.
+            .filter(|left| !left.is_zero())
+            .min()
+    }
+
     /// Marks what a sync found in the cache as seen.
     pub fn seen(&self, kind: &str, ns: &str, names: impl Iterator<Item = String>) {
         let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
@@ -58,5 +71,14 @@ mod tests {
         assert!(!unseen.pending("PersistentVolumeClaim", "ns", "web-0"));
         unseen.seen("Pod", "ns", ["web-0".to_string()].into_iter());
         assert!(!unseen.pending("Pod", "ns", "web-0"));
+    }
+
+    #[test]
+    fn a_mark_says_when_it_lapses_in_its_namespace_only() {
+        let unseen = Unseen::default();
+        assert_eq!(unseen.lapses_in("ns"), None);
+        unseen.created("Pod", "ns", "web-0");
+        assert!(unseen.lapses_in("ns").is_some_and(|d| d <= AT_MOST && d > AT_MOST / 2));
+        assert_eq!(unseen.lapses_in("other"), None);
     }
 }

@@ -6,10 +6,10 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
 use petset_crd::PetSet;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{TIMEOUT, TestNs, pod_ready, wait_for, wait_until};
 
@@ -66,9 +66,33 @@ pub fn hold_not_ready(set: &mut PetSet) {
         .insert("petset.dev/sim-ready".into(), "false".into());
 }
 
+/// Merges `change` into `into`, as a JSON merge patch does (without its null-deletes).
+pub fn merge(into: &mut Value, change: Value) {
+    match (into, change) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
 impl TestNs {
     pub fn petsets(&self) -> Api<PetSet> {
         self.api()
+    }
+
+    /// PetSets as JSON: what a typed PetSet cannot hold (a wrong type, a date beyond
+    /// its range) still reaches the API server, and can be read back.
+    pub fn raw_petsets(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.name, &ApiResource::erase::<PetSet>(&()))
+    }
+
+    /// Creates the PetSet given as JSON.
+    pub async fn create_raw(&self, set: Value) -> Result<DynamicObject, kube::Error> {
+        let set: DynamicObject = serde_json::from_value(set).map_err(kube::Error::SerdeError)?;
+        self.raw_petsets().create(&PostParams::default(), &set).await
     }
 
     /// Claim name -> uid, as listed now.

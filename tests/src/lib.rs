@@ -6,7 +6,7 @@ use std::{fmt::Debug, future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, Config, Resource, ResourceExt,
@@ -171,16 +171,46 @@ where
     F: FnOnce(TestNs) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    in_namespaces(&[test], |mut all| body(all.pop().expect("one namespace"))).await
+}
+
+/// Runs `body` with one fresh namespace per name in `tests`, and deletes them all
+/// afterwards whether the body passed, failed or panicked.
+pub async fn in_namespaces<F, Fut>(tests: &[&str], body: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Vec<TestNs>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let client = client().await?;
     ensure_crd(&client).await?;
     let suffix: String = format!("{:x}", rand_u32());
-    let name = format!("{}-{suffix}", test.replace('_', "-").chars().take(50).collect::<String>());
+    let names: Vec<String> = tests
+        .iter()
+        .map(|test| format!("{}-{suffix}", test.replace('_', "-").chars().take(50).collect::<String>()))
+        .collect();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns =
-        Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
-    namespaces.create(&PostParams::default(), &ns).await.context("creating the test namespace")?;
-    let result = std::panic::AssertUnwindSafe(body(TestNs { client, name: name.clone() })).catch_unwind().await;
-    let _ = namespaces.delete(&name, &DeleteParams::background()).await;
+    let created = futures::future::join_all(names.iter().map(|name| {
+        let ns =
+            Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
+        let (namespaces, client) = (namespaces.clone(), client.clone());
+        async move {
+            namespaces.create(&PostParams::default(), &ns).await.context("creating a test namespace")?;
+            // Pods are refused until the namespace's default ServiceAccount exists.
+            let accounts: Api<ServiceAccount> = Api::namespaced(client, &ns.name_any());
+            wait_for(&accounts, "default", "created", TIMEOUT, |a| a.is_some()).await
+        }
+    }))
+    .await;
+    let result = match created.into_iter().collect::<anyhow::Result<Vec<_>>>() {
+        Ok(_) => {
+            let all = names.iter().map(|name| TestNs { client: client.clone(), name: name.clone() }).collect();
+            std::panic::AssertUnwindSafe(body(all)).catch_unwind().await
+        }
+        Err(e) => Ok(Err(e)),
+    };
+    for name in &names {
+        let _ = namespaces.delete(name, &DeleteParams::background()).await;
+    }
     match result {
         Ok(r) => r,
         Err(panic) => std::panic::resume_unwind(panic),

@@ -2,14 +2,11 @@
 //! naming the field, or, when only the rendered pod can be judged, the PetSet gets a
 //! condition and a Warning event while every other PetSet keeps being served.
 
-use kube::{
-    Api,
-    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
-};
+use kube::api::{Patch, PatchParams};
 use petset_crd::PetSet;
 use petset_tests::{
     TIMEOUT, TestNs,
-    fixtures::{pods_refused, stateless},
+    fixtures::{merge, pods_refused, stateless},
     in_namespace, wait_for, wait_until,
 };
 use serde_json::{Value, json};
@@ -18,27 +15,13 @@ use serde_json::{Value, json};
 async fn refused(ns: &TestNs, change: Value) -> anyhow::Result<String> {
     let mut body = serde_json::to_value(stateless("web", 1))?;
     merge(&mut body, change);
-    // Untyped, so a wrong type reaches the server rather than failing here.
-    let set: DynamicObject = serde_json::from_value(body)?;
-    let api: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ApiResource::erase::<PetSet>(&()));
-    match api.create(&PostParams::default(), &set).await {
+    match ns.create_raw(body).await {
         Ok(_) => anyhow::bail!("accepted"),
         Err(kube::Error::Api(e)) => {
             anyhow::ensure!(e.code == 422, "refused with {} instead of 422: {}", e.code, e.message);
             Ok(e.message)
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-fn merge(into: &mut Value, change: Value) {
-    match (into, change) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
     }
 }
 

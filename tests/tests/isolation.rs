@@ -2,15 +2,12 @@
 //! every one of them, and an object it cannot decode stops nothing but itself.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::{
-    Api,
-    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
-};
+use kube::api::{Patch, PatchParams};
 use petset_crd::PetSet;
 use petset_tests::{
     Operator, TIMEOUT, TestNs,
     fixtures::{stateless, web},
-    in_namespace, start_operator_in, wait_until,
+    in_namespace, start_operator_in, wait_for, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -54,7 +51,7 @@ async fn an_operator_of_two_namespaces_serves_both() -> anyhow::Result<()> {
 async fn a_petset_that_does_not_decode_stops_nothing_else() -> anyhow::Result<()> {
     in_namespace("undecodable-x", |x| async move {
         in_namespace("undecodable-y", |y| async move {
-            create_raw(&x, far_future(&stateless("far", 1))?).await?;
+            x.create_raw(far_future(&stateless("far", 1))?).await?;
             y.create_petset(&stateless("web", 2)).await?;
             let op = start_operator_in(&[&x, &y]).await;
             wait_ready_flag(&op).await?;
@@ -68,12 +65,13 @@ async fn a_petset_that_does_not_decode_stops_nothing_else() -> anyhow::Result<()
             x.wait_ready("turns", [0]).await?;
             let bad = json!({"spec": {"template": {"metadata": {"creationTimestamp": FAR_FUTURE}}}});
             patch_raw(&x, "turns", bad).await?;
-            x.wait_event("turns", "Undecodable", "cannot decode this PetSet").await?;
+            x.wait_event("turns", "Undecodable", "spec.template.metadata.creationTimestamp").await?;
             wait_undecodable(&op, 2).await?;
+            wait_marked(&x, "turns", true).await?;
             let fixed = json!({"spec": {"replicas": 2, "template": {"metadata": {"creationTimestamp": null}}}});
             patch_raw(&x, "turns", fixed).await?;
             assert_images(&x.wait_ready("turns", 0..2).await?);
-            Ok(())
+            wait_marked(&x, "turns", false).await
         })
         .await
     })
@@ -116,17 +114,24 @@ fn far_future(set: &PetSet) -> anyhow::Result<Value> {
     Ok(value)
 }
 
-/// PetSets as JSON: what petset cannot decode cannot be sent or read back as a PetSet.
-fn raw_petsets(ns: &TestNs) -> Api<DynamicObject> {
-    Api::namespaced_with(ns.client.clone(), &ns.name, &ApiResource::erase::<PetSet>(&()))
-}
-
-async fn create_raw(ns: &TestNs, set: Value) -> anyhow::Result<()> {
-    raw_petsets(ns).create(&PostParams::default(), &serde_json::from_value(set)?).await?;
+/// Waits until the set has (or no longer has) the condition of a set that does not
+/// decode, naming the field.
+async fn wait_marked(ns: &TestNs, name: &str, marked: bool) -> anyhow::Result<()> {
+    let what = format!("Undecodable condition present: {marked}");
+    wait_for(&ns.raw_petsets(), name, &what, TIMEOUT, |s| {
+        let conditions = s.and_then(|s| s.data["status"]["conditions"].as_array().cloned()).unwrap_or_default();
+        let found = conditions.iter().any(|c| {
+            c["type"] == "ReplicaFailure"
+                && c["reason"] == "Undecodable"
+                && c["message"].as_str().is_some_and(|m| m.contains("spec.template.metadata.creationTimestamp"))
+        });
+        found == marked
+    })
+    .await?;
     Ok(())
 }
 
 async fn patch_raw(ns: &TestNs, name: &str, patch: Value) -> anyhow::Result<()> {
-    raw_petsets(ns).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ns.raw_petsets().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }

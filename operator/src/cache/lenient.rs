@@ -34,14 +34,14 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
         let raw = Box::<RawValue>::deserialize(deserializer)?;
         Ok(match serde_json::from_str(raw.get()) {
             Ok(object) => Lenient::Decoded(object),
-            Err(error) => Lenient::Undecodable(Box::new(Undecodable::read(raw.get(), &error))),
+            Err(error) => Lenient::Undecodable(Box::new(Undecodable::read::<K>(raw.get(), &error))),
         })
     }
 }
 
 impl Undecodable {
     /// Reads each field on its own, so the one that failed `K` cannot hide the others.
-    fn read(raw: &str, error: &serde_json::Error) -> Self {
+    fn read<K: DeserializeOwned>(raw: &str, error: &serde_json::Error) -> Self {
         let object: Value = serde_json::from_str(raw).unwrap_or_default();
         let meta = ObjectMeta {
             name: field(&object, "/metadata/name"),
@@ -54,8 +54,16 @@ impl Undecodable {
             owner_references: field(&object, "/metadata/ownerReferences"),
             ..ObjectMeta::default()
         };
-        Undecodable { meta, error: error.to_string() }
+        Undecodable { meta, error: at_field::<K>(raw).unwrap_or_else(|| error.to_string()) }
     }
+}
+
+/// The error again, with the field it is at (`spec.template.metadata.creationTimestamp:
+/// ...`), for whoever must fix the object: decoding once more costs nothing next to
+/// an object nobody can use until then.
+fn at_field<K: DeserializeOwned>(raw: &str) -> Option<String> {
+    let error = serde_path_to_error::deserialize::<_, K>(&mut serde_json::Deserializer::from_str(raw)).err()?;
+    Some(format!("{}: {}", error.path(), error.inner()))
 }
 
 /// The watch's event with what does not decode reported (through `report`, given the
@@ -196,6 +204,7 @@ mod tests {
             panic!("decoded")
         };
         assert_eq!(bad.meta.name.as_deref(), Some("far"));
+        assert!(bad.error.starts_with("spec.template.metadata.creationTimestamp: "), "{}", bad.error);
         assert_eq!(Lenient::<PetSet>::kind(&()), "PetSet");
         assert_eq!(Lenient::<PetSet>::plural(&()), "petsets");
     }

@@ -157,7 +157,10 @@ async fn sync(set: &PetSet, ctx: &Context) -> Result<Action, Error> {
             Ok(after(AFTER_CONFLICT))
         }
         Err(e) => Err(e),
-        Ok(()) => Ok(after(next_sync(set, &plan, &members, lease.as_deref(), now))),
+        Ok(()) => {
+            let unseen_lapse = ctx.unseen.lapses_in(&set.namespace().unwrap_or_default());
+            Ok(after(next_sync(set, &plan, &members, lease.as_deref(), unseen_lapse, now)))
+        }
     }
 }
 
@@ -203,10 +206,18 @@ async fn write_status_paced(set: &PetSet, status: PetSetStatus, ctx: &Context) -
 }
 
 /// When to sync again with nothing changing: the earliest of a pod becoming Available,
-/// a pod crossing the progress deadline, the leader Lease expiring, and the resync.
-fn next_sync(set: &PetSet, plan: &plan::Plan, members: &[&Pod], lease: Option<&Lease>, now: Timestamp) -> Duration {
+/// a pod crossing the progress deadline, the leader Lease expiring, a create mark
+/// lapsing, and the resync.
+fn next_sync(
+    set: &PetSet,
+    plan: &plan::Plan,
+    members: &[&Pod],
+    lease: Option<&Lease>,
+    unseen_lapse: Option<Duration>,
+    now: Timestamp,
+) -> Duration {
     let lease_expiry = cluster::lease_expiry(lease).filter(|t| *t > now).map(|t| crate::time::until(t, now));
-    [plan.requeue_after, status::until_deadline(set, members, now), lease_expiry]
+    [plan.requeue_after, status::until_deadline(set, members, now), lease_expiry, unseen_lapse]
         .into_iter()
         .flatten()
         .min()

@@ -5,7 +5,11 @@
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::core::Selector;
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, Patch, PatchParams},
+    core::Selector,
+};
 use petset_crd::{LeaderStatus, PetSet, PetSetStatus, UpdateStrategyType};
 
 use super::plan::Revisions;
@@ -18,6 +22,9 @@ use crate::time;
 /// `ReplicaFailure`: the API server refused a pod or claim the spec renders (the same
 /// condition type Deployments use). Set with the server's message, which names the field.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// The reason of the ReplicaFailure a PetSet that does not decode gets.
+pub const UNDECODABLE: &str = "Undecodable";
 
 /// `Available`: every pod the spec asks for is Available (Ready for minReadySeconds).
 pub const AVAILABLE: &str = "Available";
@@ -212,6 +219,31 @@ pub fn set_condition(status: &mut PetSetStatus, type_: &str, value: &str, reason
         Some(c) => *c = condition,
         None => status.conditions.push(condition),
     }
+}
+
+/// Marks a PetSet that does not decode with a ReplicaFailure condition that says why,
+/// so what users wait on (`kubectl wait`, Argo CD) tells them, not only an event. As
+/// JSON, since it cannot be read as a PetSet; and only when the mark is not there yet,
+/// since the write is itself a change the cache reports again. Returns whether it wrote.
+pub async fn mark_undecodable(client: Client, namespace: &str, name: &str, message: &str) -> Result<bool, kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &ApiResource::erase::<PetSet>(&()));
+    let current = api.get_status(name).await?;
+    let conditions = current.data["status"]["conditions"].as_array();
+    if conditions.is_some_and(|cs| cs.iter().any(|c| c["reason"] == UNDECODABLE && c["message"] == message)) {
+        return Ok(false);
+    }
+    let condition = Condition {
+        type_: REPLICA_FAILURE.into(),
+        status: "True".into(),
+        reason: UNDECODABLE.into(),
+        message: message.into(),
+        last_transition_time: Time(Timestamp::now()),
+        observed_generation: None,
+    };
+    // The other conditions go: they describe a spec petset can no longer read.
+    let patch = serde_json::json!({"status": {"conditions": [condition]}});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(true)
 }
 
 #[cfg(test)]
