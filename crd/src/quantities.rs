@@ -30,7 +30,17 @@ pub(crate) fn claim_templates<'de, D: Deserializer<'de>, T: DeserializeOwned>(de
 fn decode<'de, D: Deserializer<'de>, T: DeserializeOwned>(deserializer: D, path: &str) -> Result<T, D::Error> {
     let mut value = Value::deserialize(deserializer)?;
     stringify(&mut value, path).map_err(serde::de::Error::custom)?;
-    serde_json::from_value(value).map_err(serde::de::Error::custom)
+    // Decoded apart from the object around it, so the field an error is at is named
+    // here, in full, for whoever must fix the object.
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let at = match inner.as_str() {
+            "." => path.to_string(),
+            index if index.starts_with('[') => format!("{path}{index}"),
+            field => format!("{path}.{field}"),
+        };
+        serde::de::Error::custom(format!("{at}: {}", e.inner()))
+    })
 }
 
 fn stringify(node: &mut Value, path: &str) -> Result<(), String> {
@@ -154,5 +164,15 @@ mod tests {
             error,
             "spec.volumeClaimTemplates[0].spec.resources.requests[storage] must be a quantity such as '500m', 0.5 or '2Gi', not [1]"
         );
+    }
+
+    #[test]
+    fn other_errors_name_their_field_in_full() {
+        let template = json!({"metadata": {"creationTimestamp": "9999-12-31T00:00:00Z"}});
+        let error = super::template::<_, PodTemplateSpec>(template).unwrap_err().to_string();
+        assert!(error.starts_with("spec.template.metadata.creationTimestamp: "), "{error}");
+        let claims = json!([{"metadata": {"name": "data"}, "spec": {"accessModes": 5}}]);
+        let error = claim_templates::<_, Vec<PersistentVolumeClaim>>(claims).unwrap_err().to_string();
+        assert!(error.starts_with("spec.volumeClaimTemplates[0].spec.accessModes: "), "{error}");
     }
 }

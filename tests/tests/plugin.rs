@@ -123,7 +123,7 @@ async fn rollout_restart_pause_resume_undo_and_history() -> anyhow::Result<()> {
         petset(&ns, &["rollout", "undo", "web", "--to-revision", "1"]).await?;
         let set = ns.wait_rolled_out("web", 3).await?;
         assert!(
-            !set.spec.template.metadata.as_ref().is_some_and(|m| m.annotations.as_ref().is_some_and(|a| !a.is_empty())),
+            set.spec.template.metadata.as_ref().is_none_or(|m| m.annotations.as_ref().is_none_or(|a| a.is_empty())),
             "undo to revision 1 kept a newer annotation: the template was merged, not replaced"
         );
         assert!(petset(&ns, &["rollout", "undo", "web", "--to-revision", "99"]).await.is_err());

@@ -63,7 +63,9 @@ impl Undecodable {
 /// an object nobody can use until then.
 fn at_field<K: DeserializeOwned>(raw: &str) -> Option<String> {
     let error = serde_path_to_error::deserialize::<_, K>(&mut serde_json::Deserializer::from_str(raw)).err()?;
-    Some(format!("{}: {}", error.path(), error.inner()))
+    let (path, inner) = (error.path().to_string(), error.inner().to_string());
+    // A field decoded on its own (a template) names the field itself, in full.
+    Some(if inner.starts_with(&path) { inner } else { format!("{path}: {inner}") })
 }
 
 /// The watch's event with what does not decode reported (through `report`, given the
