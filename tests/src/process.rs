@@ -25,6 +25,15 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     target.join("debug").join(name)
 }
 
+/// Runs the kubectl plugin (`kubectl-petset -n <ns> args...`) as a user would.
+pub async fn kubectl_petset(ns: &crate::TestNs, args: &[&str]) -> anyhow::Result<String> {
+    let binary = workspace_binary("kubectl-petset");
+    anyhow::ensure!(binary.exists(), "{} is missing: run `cargo build -p petset-plugin`", binary.display());
+    let mut all = vec!["-n", ns.name.as_str()];
+    all.extend_from_slice(args);
+    crate::run_tool(binary.to_str().context("a UTF-8 path")?, &all, None).await
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }

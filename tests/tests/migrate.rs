@@ -8,7 +8,7 @@ use k8s_openapi::api::{
     core::v1::{PersistentVolumeClaim, Pod},
 };
 use kube::{ResourceExt, api::ListParams};
-use petset_tests::{TIMEOUT, TestNs, in_namespace, process::workspace_binary, run_tool, wait_for};
+use petset_tests::{TIMEOUT, TestNs, in_namespace, process::kubectl_petset as petset, run_tool, wait_for};
 use serde_json::json;
 
 const OLD: &str = "registry.k8s.io/nginx-slim:0.27";
@@ -39,13 +39,6 @@ spec:
     spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}
 {extra}"#
     )
-}
-
-async fn petset(ns: &TestNs, args: &[&str]) -> anyhow::Result<String> {
-    let binary = workspace_binary("kubectl-petset");
-    let mut all = vec!["-n", ns.name.as_str()];
-    all.extend_from_slice(args);
-    run_tool(binary.to_str().expect("a UTF-8 path"), &all, None).await
 }
 
 async fn kubectl(ns: &TestNs, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {

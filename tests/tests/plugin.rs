@@ -5,25 +5,14 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use petset_crd::PetSet;
 use petset_tests::{
-    TestNs,
     fixtures::{hold_not_ready, web},
     in_namespace,
-    process::workspace_binary,
-    run_tool,
+    process::kubectl_petset as petset,
 };
 use serde_json::{Value, json};
 
 const OLD: &str = "registry.k8s.io/nginx-slim:0.27";
 const NEW: &str = "registry.k8s.io/nginx-slim:0.28";
-
-/// Runs `kubectl-petset -n <ns> args...`.
-async fn petset(ns: &TestNs, args: &[&str]) -> anyhow::Result<String> {
-    let binary = workspace_binary("kubectl-petset");
-    anyhow::ensure!(binary.exists(), "{} is missing: run `cargo build -p petset-plugin`", binary.display());
-    let mut all = vec!["-n", ns.name.as_str()];
-    all.extend_from_slice(args);
-    run_tool(binary.to_str().expect("a UTF-8 path"), &all, None).await
-}
 
 fn images(pods: &[Pod]) -> Vec<String> {
     pods.iter().flat_map(|p| p.spec.iter().flat_map(|s| &s.containers)).filter_map(|c| c.image.clone()).collect()
